@@ -1,0 +1,1 @@
+//! Replication layer shared by every replicated role (openraft, RocksDB log, gRPC network).

@@ -1,0 +1,1 @@
+//! Shard storage: the unspent hash set (UHS) in RocksDB.
