@@ -1,0 +1,430 @@
+//! The cluster file: one TOML document describing a whole cluster's topology, keys and
+//! tuning, validated at load so that a mistake is reported before any process starts.
+//!
+//! Durations are human-readable (`"2ms"`, `"1s"`); paths are relative to the directory of
+//! the cluster file; unknown fields are errors (a misspelt setting must not be silently
+//! ignored).
+
+use cbdc_core::{Limits, PublicKey, RoutingError, ShardMap, ShardRange};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a cluster file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or fields of the wrong type, missing or unknown.
+    #[error("invalid cluster file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is not 64 hex digits of a valid ed25519 public key.
+    #[error("{field} is not a valid ed25519 public key (64 hex digits): {value:?}")]
+    BadKey {
+        /// Where the key is.
+        field: String,
+        /// What was found.
+        value: String,
+    },
+    /// Two items share an id that must be unique.
+    #[error("duplicate {what} id {id}")]
+    DuplicateId {
+        /// Kind of item.
+        what: &'static str,
+        /// The id.
+        id: u64,
+    },
+    /// Two listeners on one address.
+    #[error("address {0} is used twice")]
+    DuplicateEndpoint(SocketAddr),
+    /// A section the architecture needs is missing or empty.
+    #[error("{0}")]
+    Missing(String),
+    /// Shard ranges do not tile the prefix space.
+    #[error("shard ranges: {0}")]
+    Routing(#[from] RoutingError),
+    /// A value out of its allowed range.
+    #[error("{field}: {message}")]
+    OutOfRange {
+        /// The setting.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which settlement back end the cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Architecture {
+    /// Parallel two-phase commit over locking shards.
+    #[serde(rename = "2pc")]
+    TwoPhaseCommit,
+    /// An ordered sequencer producing blocks.
+    #[serde(rename = "atomizer")]
+    Atomizer,
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Architecture::TwoPhaseCommit => "2pc",
+            Architecture::Atomizer => "atomizer",
+        })
+    }
+}
+
+/// The whole cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The settlement back end.
+    pub architecture: Architecture,
+    /// The central bank's issuer public key (hex); only mints it signs are accepted.
+    pub issuer_public_key: String,
+    /// Distinct sentinels that must attest a transaction (0 turns checking off).
+    #[serde(default = "default_threshold")]
+    pub attestation_threshold: usize,
+    /// Transaction size limits enforced by sentinels.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Storage tuning shared by every replica.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The public API endpoints.
+    pub sentinels: Vec<SentinelConfig>,
+    /// 2PC coordinator groups (2PC only).
+    #[serde(default)]
+    pub coordinators: Vec<CoordinatorGroupConfig>,
+    /// Shard groups, each owning a range of UHS id prefixes.
+    pub shards: Vec<ShardGroupConfig>,
+}
+
+fn default_threshold() -> usize {
+    1
+}
+
+/// Transaction size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most inputs per transaction.
+    pub max_inputs: usize,
+    /// Most outputs per transaction.
+    pub max_outputs: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_inputs: l.max_inputs,
+            max_outputs: l.max_outputs,
+        }
+    }
+}
+
+impl From<LimitsConfig> for Limits {
+    fn from(l: LimitsConfig) -> Self {
+        Limits {
+            max_inputs: l.max_inputs,
+            max_outputs: l.max_outputs,
+        }
+    }
+}
+
+/// RocksDB tuning for every replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Block cache per replica, in MiB.
+    pub block_cache_mib: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            block_cache_mib: 256,
+        }
+    }
+}
+
+/// One sentinel: the public gRPC endpoint and its attestation key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// Unique id.
+    pub id: u64,
+    /// Where clients connect.
+    pub endpoint: SocketAddr,
+    /// Attestation public key (hex), known to every verifier.
+    pub public_key: String,
+    /// File holding the attestation secret key (hex seed); read only by this sentinel.
+    pub key_file: PathBuf,
+}
+
+/// One replica of a Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// Raft node id, unique within the group.
+    pub id: u64,
+    /// Client-facing gRPC endpoint.
+    pub endpoint: SocketAddr,
+    /// Peer-only Raft endpoint.
+    pub raft_endpoint: SocketAddr,
+    /// Where this replica keeps its RocksDB.
+    pub data_dir: PathBuf,
+}
+
+/// A 2PC coordinator group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorGroupConfig {
+    /// Unique group id.
+    pub id: u64,
+    /// Most transactions per distributed transaction.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest a transaction waits for its batch to fill.
+    #[serde(default = "default_batch_delay", with = "humantime_serde")]
+    pub batch_delay: Duration,
+    /// Distributed transactions in flight at once.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// The group's replicas.
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+fn default_batch_size() -> usize {
+    2000
+}
+fn default_batch_delay() -> Duration {
+    Duration::from_millis(2)
+}
+fn default_in_flight() -> usize {
+    4
+}
+
+/// A shard group owning one range of UHS id prefixes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardGroupConfig {
+    /// Unique group id.
+    pub id: u64,
+    /// First owned prefix (first two bytes of a UHS id, big-endian).
+    pub range_start: u16,
+    /// Last owned prefix, inclusive.
+    pub range_end: u16,
+    /// The group's replicas.
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+impl ClusterConfig {
+    /// Reads, parses and validates a cluster file; relative paths become relative to the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates cluster TOML (paths left as written).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The TOML text of this configuration.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings, numbers and lists cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for s in &mut self.sentinels {
+            fix(&mut s.key_file);
+        }
+        for r in self.replicas_mut() {
+            fix(&mut r.data_dir);
+        }
+    }
+
+    fn replicas_mut(&mut self) -> impl Iterator<Item = &mut ReplicaConfig> {
+        self.coordinators
+            .iter_mut()
+            .flat_map(|g| g.replicas.iter_mut())
+            .chain(self.shards.iter_mut().flat_map(|g| g.replicas.iter_mut()))
+    }
+
+    /// The issuer key.
+    pub fn issuer(&self) -> Result<PublicKey, ConfigError> {
+        parse_key("issuer_public_key", &self.issuer_public_key)
+    }
+
+    /// The sentinels' attestation keys.
+    pub fn sentinel_keys(&self) -> Result<Vec<PublicKey>, ConfigError> {
+        self.sentinels
+            .iter()
+            .map(|s| parse_key(&format!("sentinels[{}].public_key", s.id), &s.public_key))
+            .collect()
+    }
+
+    /// The routing map of the shard groups, in the order they are listed.
+    pub fn shard_map(&self) -> Result<ShardMap, ConfigError> {
+        Ok(ShardMap::new(
+            self.shards
+                .iter()
+                .map(|s| ShardRange {
+                    start: s.range_start,
+                    end: s.range_end,
+                })
+                .collect(),
+        )?)
+    }
+
+    /// Checks everything that can be checked without starting anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.issuer()?;
+        let keys = self.sentinel_keys()?;
+        if self.sentinels.is_empty() {
+            return Err(ConfigError::Missing(
+                "at least one [[sentinels]] is required".into(),
+            ));
+        }
+        unique_ids("sentinel", self.sentinels.iter().map(|s| s.id))?;
+        if self.attestation_threshold > keys.iter().collect::<HashSet<_>>().len() {
+            return Err(ConfigError::OutOfRange {
+                field: "attestation_threshold".into(),
+                message: format!(
+                    "{} is more than the number of distinct sentinel keys",
+                    self.attestation_threshold
+                ),
+            });
+        }
+        if self.limits.max_inputs == 0 || self.limits.max_outputs == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "limits".into(),
+                message: "max_inputs and max_outputs must be at least 1".into(),
+            });
+        }
+        if self.shards.is_empty() {
+            return Err(ConfigError::Missing(
+                "at least one [[shards]] group is required".into(),
+            ));
+        }
+        unique_ids("shard group", self.shards.iter().map(|s| s.id))?;
+        self.shard_map()?;
+        for shard in &self.shards {
+            check_group(&format!("shards[{}]", shard.id), &shard.replicas)?;
+        }
+        match self.architecture {
+            Architecture::TwoPhaseCommit => {
+                if self.coordinators.is_empty() {
+                    return Err(ConfigError::Missing(
+                        "a 2pc cluster needs at least one [[coordinators]] group".into(),
+                    ));
+                }
+                unique_ids("coordinator group", self.coordinators.iter().map(|c| c.id))?;
+                for group in &self.coordinators {
+                    let name = format!("coordinators[{}]", group.id);
+                    check_group(&name, &group.replicas)?;
+                    if group.batch_size == 0 || group.max_in_flight == 0 {
+                        return Err(ConfigError::OutOfRange {
+                            field: name,
+                            message: "batch_size and max_in_flight must be at least 1".into(),
+                        });
+                    }
+                }
+            }
+            Architecture::Atomizer => {
+                return Err(ConfigError::Missing(
+                    "the atomizer architecture is not implemented yet (issue #8)".into(),
+                ))
+            }
+        }
+        let mut endpoints = HashSet::new();
+        let replicas = self
+            .coordinators
+            .iter()
+            .flat_map(|g| &g.replicas)
+            .chain(self.shards.iter().flat_map(|g| &g.replicas));
+        let listeners = self
+            .sentinels
+            .iter()
+            .map(|s| s.endpoint)
+            .chain(replicas.flat_map(|r| [r.endpoint, r.raft_endpoint]));
+        for addr in listeners {
+            if !endpoints.insert(addr) {
+                return Err(ConfigError::DuplicateEndpoint(addr));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_key(field: &str, value: &str) -> Result<PublicKey, ConfigError> {
+    PublicKey::from_hex(value)
+        .filter(PublicKey::is_valid)
+        .ok_or_else(|| ConfigError::BadKey {
+            field: field.to_string(),
+            value: value.to_string(),
+        })
+}
+
+fn unique_ids(what: &'static str, ids: impl Iterator<Item = u64>) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(ConfigError::DuplicateId { what, id });
+        }
+    }
+    Ok(())
+}
+
+fn check_group(name: &str, replicas: &[ReplicaConfig]) -> Result<(), ConfigError> {
+    if replicas.is_empty() {
+        return Err(ConfigError::Missing(format!("{name} has no replicas")));
+    }
+    unique_ids("replica", replicas.iter().map(|r| r.id))?;
+    let dirs: HashSet<_> = replicas.iter().map(|r| &r.data_dir).collect();
+    if dirs.len() != replicas.len() {
+        return Err(ConfigError::OutOfRange {
+            field: name.to_string(),
+            message: "two replicas share a data_dir".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `cbdc config init`: writes a cluster file with fresh keys and free loopback ports, so
+//! that a new cluster is one command away.
+
+use crate::config::{
+    Architecture, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, ReplicaConfig,
+    SentinelConfig, ShardGroupConfig, StorageConfig,
+};
+use cbdc_core::{SecretKey, ShardMap};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// What `cbdc config init` builds.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Back end.
+    pub architecture: Architecture,
+    /// Shard groups (prefix space split evenly).
+    pub shards: usize,
+    /// Replicas per Raft group.
+    pub replicas: usize,
+    /// Sentinels.
+    pub sentinels: usize,
+    /// Coordinator groups (2PC).
+    pub coordinators: usize,
+}
+
+/// Why `config init` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Refused to overwrite an existing cluster file.
+    #[error("{0} already exists; choose another directory or remove it")]
+    Exists(PathBuf),
+    /// A count out of range.
+    #[error("{0}")]
+    BadOption(String),
+    /// Writing files or finding ports failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The generated file did not validate (a bug, reported rather than written).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
+    let context = context.into();
+    move |source| InitError::Io { context, source }
+}
+
+/// Hands out free loopback ports by binding port 0. Every listener stays open until the
+/// allocator is dropped, so the kernel cannot hand the same port out twice. The ports are
+/// released before the cluster starts, so another program could take one in between;
+/// `cbdc` then fails to bind with a clear error and the file can be regenerated.
+#[derive(Default)]
+struct PortAllocator {
+    held: Vec<TcpListener>,
+}
+
+impl PortAllocator {
+    fn next(&mut self) -> Result<SocketAddr, InitError> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+        let addr = listener.local_addr().map_err(io("finding a free port"))?;
+        self.held.push(listener);
+        Ok(addr)
+    }
+}
+
+/// Writes a secret key as a hex seed, readable only by its owner.
+pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<(), InitError> {
+    let context = format!("writing {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io(context.clone()))?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("{}\n", hex::encode(key.to_bytes())).as_bytes(),
+    )
+    .map_err(io(context))
+}
+
+/// Reads a key written by [`write_key_file`].
+pub fn read_key_file(path: &Path) -> Result<SecretKey, InitError> {
+    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| {
+        InitError::BadOption(format!(
+            "{} does not hold a 64-hex-digit key",
+            path.display()
+        ))
+    })?;
+    Ok(SecretKey::from_bytes(&seed))
+}
+
+fn replicas(
+    ports: &mut PortAllocator,
+    group: &str,
+    count: usize,
+) -> Result<Vec<ReplicaConfig>, InitError> {
+    (0..count)
+        .map(|i| {
+            Ok(ReplicaConfig {
+                id: i as u64 + 1,
+                endpoint: ports.next()?,
+                raft_endpoint: ports.next()?,
+                data_dir: PathBuf::from(format!("data/{group}-r{}", i + 1)),
+            })
+        })
+        .collect()
+}
+
+/// Writes `dir/cluster.toml`, `dir/keys/issuer.key` and one key per sentinel. Returns the
+/// path of the cluster file.
+pub fn init_cluster(dir: &Path, options: &InitOptions) -> Result<PathBuf, InitError> {
+    if options.shards == 0 || options.replicas == 0 || options.sentinels == 0 {
+        return Err(InitError::BadOption(
+            "shards, replicas and sentinels must each be at least 1".into(),
+        ));
+    }
+    if options.architecture == Architecture::TwoPhaseCommit && options.coordinators == 0 {
+        return Err(InitError::BadOption(
+            "a 2pc cluster needs a coordinator group".into(),
+        ));
+    }
+    let file = dir.join("cluster.toml");
+    if file.exists() {
+        return Err(InitError::Exists(file));
+    }
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).map_err(io(format!("creating {}", keys_dir.display())))?;
+    let mut rng = rand_core::OsRng;
+    let mut ports = PortAllocator::default();
+    let issuer = SecretKey::generate(&mut rng);
+    write_key_file(&keys_dir.join("issuer.key"), &issuer)?;
+
+    let mut sentinels = Vec::new();
+    for i in 0..options.sentinels {
+        let key = SecretKey::generate(&mut rng);
+        let key_file = PathBuf::from(format!("keys/sentinel-{i}.key"));
+        write_key_file(&dir.join(&key_file), &key)?;
+        sentinels.push(SentinelConfig {
+            id: i as u64,
+            endpoint: ports.next()?,
+            public_key: key.public_key().to_string(),
+            key_file,
+        });
+    }
+    let map = ShardMap::even(options.shards).map_err(crate::config::ConfigError::from)?;
+    let shards = map
+        .ranges()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Ok(ShardGroupConfig {
+                id: i as u64,
+                range_start: r.start,
+                range_end: r.end,
+                replicas: replicas(&mut ports, &format!("shard-{i}"), options.replicas)?,
+            })
+        })
+        .collect::<Result<_, InitError>>()?;
+    let coordinators = (0..options.coordinators)
+        .map(|i| {
+            Ok(CoordinatorGroupConfig {
+                id: i as u64,
+                batch_size: 2000,
+                batch_delay: std::time::Duration::from_millis(2),
+                max_in_flight: 4,
+                replicas: replicas(&mut ports, &format!("coordinator-{i}"), options.replicas)?,
+            })
+        })
+        .collect::<Result<_, InitError>>()?;
+    let config = ClusterConfig {
+        architecture: options.architecture,
+        issuer_public_key: issuer.public_key().to_string(),
+        attestation_threshold: 1,
+        limits: LimitsConfig::default(),
+        storage: StorageConfig::default(),
+        sentinels,
+        coordinators,
+        shards,
+    };
+    config.validate()?;
+    std::fs::write(&file, config.to_toml()).map_err(io(format!("writing {}", file.display())))?;
+    Ok(file)
+}
