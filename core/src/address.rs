@@ -72,10 +72,11 @@ impl FromStr for Address {
     type Err = AddressError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let checked =
-            CheckedHrpstring::new::<Bech32m>(s).map_err(|e| AddressError::Encoding(e.to_string()))?;
+        let checked = CheckedHrpstring::new::<Bech32m>(s)
+            .map_err(|e| AddressError::Encoding(e.to_string()))?;
         let hrp = checked.hrp();
-        if hrp.as_str() != ADDRESS_HRP {
+        // bech32 strings may be all upper case (QR codes); the prefix compares the same.
+        if !hrp.as_str().eq_ignore_ascii_case(ADDRESS_HRP) {
             return Err(AddressError::WrongPrefix {
                 found: hrp.to_string(),
             });

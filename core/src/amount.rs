@@ -144,7 +144,9 @@ mod tests {
 
     #[test]
     fn test_parse_amount_rejects_malformed() {
-        for bad in ["", ".5", "5.", "-1", "+1", "1,00", "1.2.3", " 1", "1e3", "abc", "1. 5"] {
+        for bad in [
+            "", ".5", "5.", "-1", "+1", "1,00", "1.2.3", " 1", "1e3", "abc", "1. 5",
+        ] {
             assert!(bad.parse::<Amount>().is_err(), "{bad:?} accepted");
         }
         assert_eq!(

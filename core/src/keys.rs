@@ -13,11 +13,18 @@
 //! 4. the **cofactored** equation holds: `[8]([S]B − [k]A − R) = 0`, with
 //!    `k = SHA-512(R ‖ A ‖ M) mod ℓ`.
 //!
-//! ed25519-dalek's `verify_batch` checks exactly the cofactored equation, so after checks
-//! 1–3 (done here, per signature, before batching) the batch and the single check agree
-//! on every input, mixed-order keys and `R` values included. This is the rule of ZIP-215
-//! narrowed by checks 1–3; the vectors of "Taming the many EdDSAs" pin it in the tests.
-//! Honest signers (RFC 8032) always produce signatures that pass.
+//! Checks 1–3 are done here, per signature, before batching. ed25519-dalek's
+//! `verify_batch` then checks the *cofactorless* random linear combination
+//! `Σ zᵢ([Sᵢ]B − [kᵢ]Aᵢ − Rᵢ) = 0` (it does not multiply by the cofactor). Passing it
+//! implies, except with negligible probability, that every signature's residue has no
+//! prime-order part, i.e. that each cofactored equation holds, so a batch pass never
+//! accepts what the single check rejects. A signature that holds only cofactored (a
+//! residue of small order, possible with mixed-order keys or `R`) may make the batch
+//! fail; the batch then falls back to the single cofactored check of each signature, which
+//! decides. Either way the verdict is the single check's. This is the rule of ZIP-215
+//! narrowed by checks 1–3; the vectors of "Taming the many EdDSAs" pin it in the tests
+//! (`core/tests/ed25519_edge_cases.rs`). Honest signers (RFC 8032) always produce
+//! signatures that pass, and pass the batch fast path.
 
 use crate::hash::Hash;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -194,8 +201,8 @@ pub fn verify_batch(checks: &[SignatureCheck<'_>]) -> Result<(), Vec<(usize, Sig
             Err(e) => failures.push((i, e)),
         }
     }
-    let batch_ok = positions.is_empty()
-        || ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+    let batch_ok =
+        positions.is_empty() || ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
     if !batch_ok {
         for &i in &positions {
             if let Err(e) = verify(&checks[i]) {
