@@ -1,0 +1,451 @@
+//! [`StagedBatch`]: changes to the store staged into a caller's RocksDB write batch.
+//!
+//! A Raft state machine applies a run of log entries in one write batch together with its
+//! last-applied log id, so the store cannot write anything itself. A write batch cannot be
+//! read, though, and operations later in the run must see earlier ones: two transactions
+//! locking the same input in one `Lock` command (the second must fail), an output created
+//! by one block and spent in the next. So a staged batch keeps an in-memory overlay of
+//! every key it changed, consulted before the database, for as long as the batch lives.
+//!
+//! Every operation first checks everything against the staged view and only then stages
+//! its changes, with steps that cannot fail: a rejected transaction stages nothing. The
+//! counters and the height are written once, by [`StagedBatch::finish`].
+
+use std::collections::{HashMap, HashSet};
+
+use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
+use rocksdb::{ColumnFamily, WriteBatch};
+
+use crate::columns::{META_HEIGHT, META_SUPPLY};
+use crate::error::StoreError;
+use crate::lock::{decode_owner, LockOwner, MintState};
+use crate::rejection::Rejection;
+use crate::store::{read_height, read_supply, UhsStore};
+use crate::supply::{decode_value, Supply};
+
+/// What [`StagedBatch::apply_block`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// The block's changes and its height were staged.
+    Applied,
+    /// The store is already at or past this height; nothing was staged.
+    AlreadyApplied,
+}
+
+/// Store changes staged into a caller's write batch, readable before the batch is written.
+///
+/// Create one with [`UhsStore::stage`], run operations, call [`StagedBatch::finish`], and
+/// write the batch. Only one staged batch per store may be in flight at a time: it reads
+/// the counters when it starts and writes them back when it finishes. If an operation
+/// returns an error the batch may hold part of its change: discard the batch
+/// ([`StagedBatch::finish`] then refuses with [`StoreError::Poisoned`]).
+#[must_use = "call finish() and write the batch, or the counters are lost"]
+pub struct StagedBatch<'a> {
+    store: &'a UhsStore,
+    batch: &'a mut WriteBatch,
+    uhs_cf: &'a ColumnFamily,
+    locks_cf: &'a ColumnFamily,
+    minted_cf: &'a ColumnFamily,
+    meta_cf: &'a ColumnFamily,
+    /// Outputs changed in this batch: `Some(value)` created, `None` spent.
+    uhs: HashMap<UhsId, Option<Amount>>,
+    /// Locks changed in this batch: `Some(owner)` taken, `None` released.
+    locks: HashMap<UhsId, Option<LockOwner>>,
+    /// Mint ids changed in this batch: `None` released.
+    minted: HashMap<TxId, Option<MintState>>,
+    supply: Supply,
+    supply_dirty: bool,
+    height: u64,
+    height_dirty: bool,
+    poisoned: bool,
+}
+
+impl<'a> StagedBatch<'a> {
+    pub(crate) fn new(store: &'a UhsStore, batch: &'a mut WriteBatch) -> Result<Self, StoreError> {
+        let meta_cf = store.cf_meta()?;
+        let db = store.db();
+        Ok(StagedBatch {
+            store,
+            batch,
+            uhs_cf: store.cf_uhs()?,
+            locks_cf: store.cf_locks()?,
+            minted_cf: store.cf_minted()?,
+            meta_cf,
+            uhs: HashMap::new(),
+            locks: HashMap::new(),
+            minted: HashMap::new(),
+            supply: read_supply(db, meta_cf)?,
+            supply_dirty: false,
+            height: read_height(db, meta_cf)?,
+            height_dirty: false,
+            poisoned: false,
+        })
+    }
+
+    /// The write batch, for the caller's own records (its last-applied log id, dtx
+    /// records, outcomes) next to the store's.
+    pub fn batch(&mut self) -> &mut WriteBatch {
+        self.batch
+    }
+
+    /// Stages the counters and the height into the batch. Call it once, last; then write
+    /// the batch.
+    pub fn finish(self) -> Result<(), StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        if self.supply_dirty {
+            self.batch
+                .put_cf(self.meta_cf, META_SUPPLY, self.supply.to_bytes());
+        }
+        if self.height_dirty {
+            self.batch
+                .put_cf(self.meta_cf, META_HEIGHT, self.height.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// The value of `id` as this batch would leave it.
+    pub fn get(&self, id: &UhsId) -> Result<Option<Amount>, StoreError> {
+        if let Some(staged) = self.uhs.get(id) {
+            return Ok(*staged);
+        }
+        let db = self.store.db();
+        match db.get_pinned_cf(self.uhs_cf, id.as_bytes())? {
+            Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The owner of `id`'s lock as this batch would leave it.
+    pub fn lock_owner(&self, id: &UhsId) -> Result<Option<LockOwner>, StoreError> {
+        if let Some(staged) = self.locks.get(id) {
+            return Ok(*staged);
+        }
+        let db = self.store.db();
+        match db.get_pinned_cf(self.locks_cf, id.as_bytes())? {
+            Some(bytes) => decode_owner(id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The state of mint `tx_id` as this batch would leave it.
+    pub fn mint_state(&self, tx_id: &TxId) -> Result<Option<MintState>, StoreError> {
+        if let Some(staged) = self.minted.get(tx_id) {
+            return Ok(*staged);
+        }
+        let db = self.store.db();
+        match db.get_pinned_cf(self.minted_cf, tx_id.as_bytes())? {
+            Some(bytes) => MintState::decode(tx_id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The counters as this batch would leave them.
+    pub fn supply(&self) -> Supply {
+        self.supply
+    }
+
+    /// The block height as this batch would leave it.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Runs `op`, poisoning the batch if it fails (it may have staged part of a change).
+    fn guarded<T>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        let out = op(self);
+        if out.is_err() {
+            self.poisoned = true;
+        }
+        out
+    }
+
+    /// 2PC prepare of one transaction on this shard: locks every input (and the mint id,
+    /// for a mint whose tx id this shard owns) for `owner`, or nothing.
+    ///
+    /// Every input must be unspent and unlocked, and the mint id neither recorded nor
+    /// locked; otherwise the first reason found is returned and nothing is staged.
+    /// Idempotent: locks `owner` already holds count as free, so repeating the call
+    /// changes nothing and succeeds again.
+    pub fn check_and_lock(
+        &mut self,
+        owner: LockOwner,
+        inputs: &[UhsId],
+        mint: Option<&TxId>,
+    ) -> Result<Result<(), Rejection>, StoreError> {
+        self.guarded(|s| {
+            if let Some(rejection) = duplicate_input(inputs) {
+                return Ok(Err(rejection));
+            }
+            for (index, id) in inputs.iter().enumerate() {
+                if s.get(id)?.is_none() {
+                    return Ok(Err(Rejection::InputMissing { index, id: *id }));
+                }
+                match s.lock_owner(id)? {
+                    Some(held) if held != owner => {
+                        return Ok(Err(Rejection::InputLocked {
+                            index,
+                            id: *id,
+                            owner: held,
+                        }))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(tx_id) = mint {
+                if let Some(rejection) = s.check_mint(owner, tx_id)? {
+                    return Ok(Err(rejection));
+                }
+            }
+            // Checked: stage, with steps that cannot fail.
+            let bytes = owner.to_bytes();
+            for id in inputs {
+                s.batch.put_cf(s.locks_cf, id.as_bytes(), bytes);
+                s.locks.insert(*id, Some(owner));
+            }
+            if let Some(tx_id) = mint {
+                s.stage_mint(tx_id, Some(MintState::Locked(owner)));
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    /// 2PC abort of one transaction: releases the locks `owner` holds on `inputs` (and on
+    /// the mint id). Locks held by anyone else, and inputs not locked, are left alone, so
+    /// the call is idempotent. Returns how many locks were released.
+    pub fn release(
+        &mut self,
+        owner: LockOwner,
+        inputs: &[UhsId],
+        mint: Option<&TxId>,
+    ) -> Result<usize, StoreError> {
+        self.guarded(|s| {
+            let mut released = 0;
+            for id in inputs {
+                if s.lock_owner(id)? == Some(owner) {
+                    s.batch.delete_cf(s.locks_cf, id.as_bytes());
+                    s.locks.insert(*id, None);
+                    released += 1;
+                }
+            }
+            if let Some(tx_id) = mint {
+                if s.mint_state(tx_id)? == Some(MintState::Locked(owner)) {
+                    s.stage_mint(tx_id, None);
+                    released += 1;
+                }
+            }
+            Ok(released)
+        })
+    }
+
+    /// 2PC commit of one transaction on this shard: spends `inputs` (removing their locks),
+    /// creates `outputs`, and records the mint id for good. All or nothing.
+    ///
+    /// Every input must be unspent and either locked by `owner` or unlocked; no output may
+    /// exist already (the store never overwrites an output); the mint id must not be
+    /// recorded or locked by another owner. Otherwise the first reason found is returned
+    /// and nothing is staged. Not idempotent by itself (a repeat finds its inputs spent):
+    /// the shard's state machine deduplicates commands by dtx id.
+    pub fn apply(
+        &mut self,
+        owner: LockOwner,
+        inputs: &[UhsId],
+        outputs: &[(UhsId, Amount)],
+        mint: Option<&TxId>,
+    ) -> Result<Result<(), Rejection>, StoreError> {
+        self.guarded(|s| {
+            if let Some(rejection) = duplicate_input(inputs) {
+                return Ok(Err(rejection));
+            }
+            if let Some(rejection) = duplicate_output(outputs) {
+                return Ok(Err(rejection));
+            }
+            let mut supply = s.supply;
+            for (index, id) in inputs.iter().enumerate() {
+                let Some(value) = s.get(id)? else {
+                    return Ok(Err(Rejection::InputMissing { index, id: *id }));
+                };
+                match s.lock_owner(id)? {
+                    Some(held) if held != owner => {
+                        return Ok(Err(Rejection::InputLocked {
+                            index,
+                            id: *id,
+                            owner: held,
+                        }))
+                    }
+                    _ => {}
+                }
+                supply = supply.remove(value)?;
+            }
+            for (index, (id, value)) in outputs.iter().enumerate() {
+                if s.get(id)?.is_some() {
+                    return Ok(Err(Rejection::OutputExists { index, id: *id }));
+                }
+                supply = supply.add(*value)?;
+            }
+            if let Some(tx_id) = mint {
+                if let Some(rejection) = s.check_mint(owner, tx_id)? {
+                    return Ok(Err(rejection));
+                }
+            }
+            // Checked: stage, with steps that cannot fail.
+            for id in inputs {
+                s.stage_spend(id);
+                // The lock goes with the output (a delete of an absent lock is harmless).
+                s.batch.delete_cf(s.locks_cf, id.as_bytes());
+                s.locks.insert(*id, None);
+            }
+            for (id, value) in outputs {
+                s.stage_create(id, *value);
+            }
+            if let Some(tx_id) = mint {
+                s.stage_mint(tx_id, Some(MintState::Recorded));
+            }
+            s.set_supply(supply);
+            Ok(Ok(()))
+        })
+    }
+
+    /// Atomizer mode: applies block `height` — spends the inputs and creates the outputs
+    /// of `txs` that `range` owns, in block order, and advances the height — or fails
+    /// without a partial effect worth keeping (the batch is then poisoned).
+    ///
+    /// Blocks are numbered from 1 (height 0 is the empty genesis state). A block at or
+    /// below the current height was applied already: nothing is staged, so replaying a
+    /// block is harmless. A block further ahead is [`StoreError::HeightGap`]: the shard
+    /// must catch up first. The atomizer has already decided that every transaction in the
+    /// block is valid, so an owned input that is not unspent, or an owned output that
+    /// already exists, means this shard's state diverged:
+    /// [`StoreError::BlockInconsistent`].
+    pub fn apply_block(
+        &mut self,
+        height: u64,
+        range: ShardRange,
+        txs: &[CompactTransaction],
+    ) -> Result<BlockOutcome, StoreError> {
+        self.guarded(|s| {
+            if height <= s.height {
+                return Ok(BlockOutcome::AlreadyApplied);
+            }
+            if Some(height) != s.height.checked_add(1) {
+                return Err(StoreError::HeightGap {
+                    current: s.height,
+                    got: height,
+                });
+            }
+            let mut supply = s.supply;
+            for tx in txs {
+                for id in tx.inputs.iter().filter(|id| range.owns(id)) {
+                    let Some(value) = s.get(id)? else {
+                        return Err(StoreError::BlockInconsistent {
+                            height,
+                            id: *id,
+                            reason: "input missing",
+                        });
+                    };
+                    supply = supply.remove(value)?;
+                    s.stage_spend(id);
+                }
+                for (id, value) in tx.outputs.iter().filter(|(id, _)| range.owns(id)) {
+                    if s.get(id)?.is_some() {
+                        return Err(StoreError::BlockInconsistent {
+                            height,
+                            id: *id,
+                            reason: "output exists",
+                        });
+                    }
+                    supply = supply.add(*value)?;
+                    s.stage_create(id, *value);
+                }
+            }
+            s.set_supply(supply);
+            s.height = height;
+            s.height_dirty = true;
+            Ok(BlockOutcome::Applied)
+        })
+    }
+
+    /// Why `owner` may not take or record mint `tx_id`, if it may not.
+    fn check_mint(&self, owner: LockOwner, tx_id: &TxId) -> Result<Option<Rejection>, StoreError> {
+        Ok(match self.mint_state(tx_id)? {
+            Some(MintState::Recorded) => Some(Rejection::MintReplayed { tx_id: *tx_id }),
+            Some(MintState::Locked(held)) if held != owner => Some(Rejection::MintLocked {
+                tx_id: *tx_id,
+                owner: held,
+            }),
+            _ => None,
+        })
+    }
+
+    fn stage_spend(&mut self, id: &UhsId) {
+        self.batch.delete_cf(self.uhs_cf, id.as_bytes());
+        self.uhs.insert(*id, None);
+    }
+
+    fn stage_create(&mut self, id: &UhsId, value: Amount) {
+        self.batch
+            .put_cf(self.uhs_cf, id.as_bytes(), value.cents().to_le_bytes());
+        self.uhs.insert(*id, Some(value));
+    }
+
+    fn stage_mint(&mut self, tx_id: &TxId, state: Option<MintState>) {
+        match state {
+            Some(state) => self
+                .batch
+                .put_cf(self.minted_cf, tx_id.as_bytes(), state.encode()),
+            None => self.batch.delete_cf(self.minted_cf, tx_id.as_bytes()),
+        }
+        self.minted.insert(*tx_id, state);
+    }
+
+    fn set_supply(&mut self, supply: Supply) {
+        if supply != self.supply {
+            self.supply = supply;
+            self.supply_dirty = true;
+        }
+    }
+}
+
+/// Above this many items a transaction's duplicate check uses a hash set instead of
+/// comparing every pair (which is faster for the usual handful and allocates nothing).
+const PAIRWISE_LIMIT: usize = 16;
+
+fn first_duplicate<'i, T: Eq + std::hash::Hash + 'i>(
+    items: impl ExactSizeIterator<Item = &'i T> + Clone,
+) -> Option<usize> {
+    let len = items.len();
+    if len <= PAIRWISE_LIMIT {
+        for (i, a) in items.clone().enumerate() {
+            if items.clone().take(i).any(|b| b == a) {
+                return Some(i);
+            }
+        }
+        None
+    } else {
+        let mut seen = HashSet::with_capacity(len);
+        items
+            .enumerate()
+            .find(|(_, a)| !seen.insert(*a))
+            .map(|(i, _)| i)
+    }
+}
+
+fn duplicate_input(inputs: &[UhsId]) -> Option<Rejection> {
+    first_duplicate(inputs.iter()).map(|index| Rejection::DuplicateInput {
+        index,
+        id: inputs[index],
+    })
+}
+
+fn duplicate_output(outputs: &[(UhsId, Amount)]) -> Option<Rejection> {
+    first_duplicate(outputs.iter().map(|(id, _)| id)).map(|index| Rejection::DuplicateOutput {
+        index,
+        id: outputs[index].0,
+    })
+}

@@ -1,0 +1,300 @@
+//! [`UhsStore`]: the unspent hash set of one shard, `UhsId → value`, in RocksDB column
+//! families of a database the node shares with its other roles.
+//!
+//! Reads here see what is committed to the database. Changes go through a
+//! [`StagedBatch`], which stages them into the caller's write batch (so that a Raft state
+//! machine can write a whole run of log entries, and its last-applied id, atomically) and
+//! lets later operations of the same batch see earlier ones.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cbdc_core::{Amount, ShardRange, TxId, UhsId};
+use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
+
+use crate::columns::{ColumnFamilyNames, META_HEIGHT, META_SUPPLY};
+use crate::error::StoreError;
+use crate::iter::UhsRangeIter;
+use crate::lock::{decode_owner, LockOwner, MintState};
+use crate::options::StoreOptions;
+use crate::rejection::OutputStatus;
+use crate::staged::StagedBatch;
+use crate::supply::{decode_height, decode_value, Supply};
+
+/// The unspent hash set of one shard over a shared RocksDB instance.
+///
+/// Cheap to clone: it holds the database handle and the names of its column families.
+/// Any number of threads may read concurrently; changes are staged by one writer at a time
+/// (the shard's state machine), since a [`StagedBatch`] reads the counters when it starts.
+#[derive(Clone)]
+pub struct UhsStore {
+    db: Arc<DB>,
+    names: ColumnFamilyNames,
+}
+
+/// The result of [`UhsStore::audit`]: the supply recomputed by a full scan next to the
+/// incrementally maintained counters, both read from one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit {
+    /// Count and total value from scanning every unspent output.
+    pub scanned: Supply,
+    /// The counters the store maintains.
+    pub recorded: Supply,
+}
+
+impl Audit {
+    /// Whether the counters match the unspent set.
+    pub fn is_consistent(&self) -> bool {
+        self.scanned == self.recorded
+    }
+}
+
+impl UhsStore {
+    /// A store over `db`, which must have been opened with the column families `names`
+    /// (see [`StoreOptions::column_families`]).
+    pub fn new(db: Arc<DB>, names: ColumnFamilyNames) -> Result<Self, StoreError> {
+        for name in names.all() {
+            if db.cf_handle(name).is_none() {
+                return Err(StoreError::MissingColumnFamily {
+                    name: name.to_string(),
+                });
+            }
+        }
+        Ok(UhsStore { db, names })
+    }
+
+    /// Opens (or creates) a standalone database at `path` holding only this store, with
+    /// default options and column family names. For tests, tools and seeding; a node
+    /// opens its shared instance itself and calls [`UhsStore::new`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, &StoreOptions::default(), ColumnFamilyNames::default())
+    }
+
+    /// [`UhsStore::open`] with explicit options and names.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &StoreOptions,
+        names: ColumnFamilyNames,
+    ) -> Result<Self, StoreError> {
+        let cache = options.new_block_cache();
+        let db = DB::open_cf_descriptors(
+            &options.db_options(),
+            path,
+            options.column_families(&names, &cache),
+        )?;
+        Self::new(Arc::new(db), names)
+    }
+
+    /// The shared database handle.
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    /// The store's column family names.
+    pub fn names(&self) -> &ColumnFamilyNames {
+        &self.names
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::MissingColumnFamily {
+                name: name.to_string(),
+            })
+    }
+
+    pub(crate) fn cf_uhs(&self) -> Result<&ColumnFamily, StoreError> {
+        self.cf(&self.names.uhs)
+    }
+
+    pub(crate) fn cf_locks(&self) -> Result<&ColumnFamily, StoreError> {
+        self.cf(&self.names.locks)
+    }
+
+    pub(crate) fn cf_minted(&self) -> Result<&ColumnFamily, StoreError> {
+        self.cf(&self.names.minted)
+    }
+
+    pub(crate) fn cf_meta(&self) -> Result<&ColumnFamily, StoreError> {
+        self.cf(&self.names.meta)
+    }
+
+    /// The value of unspent output `id`, or `None` if it is not unspent.
+    pub fn get(&self, id: &UhsId) -> Result<Option<Amount>, StoreError> {
+        match self.db.get_pinned_cf(self.cf_uhs()?, id.as_bytes())? {
+            Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `id` is unspent.
+    pub fn contains(&self, id: &UhsId) -> Result<bool, StoreError> {
+        Ok(self.get(id)?.is_some())
+    }
+
+    /// [`UhsStore::get`] for many ids in one batched RocksDB lookup; values in the order
+    /// of `ids`.
+    pub fn multi_get(&self, ids: &[UhsId]) -> Result<Vec<Option<Amount>>, StoreError> {
+        let cf = self.cf_uhs()?;
+        let keys = ids.iter().map(|id| id.as_bytes());
+        self.db
+            .batched_multi_get_cf(cf, keys, false)
+            .into_iter()
+            .zip(ids)
+            .map(|(found, id)| match found? {
+                Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Which prepared transaction holds `id` locked, if any.
+    pub fn lock_owner(&self, id: &UhsId) -> Result<Option<LockOwner>, StoreError> {
+        match self.db.get_pinned_cf(self.cf_locks()?, id.as_bytes())? {
+            Some(bytes) => decode_owner(id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Unspent, locked or absent: what a status query about `id` answers.
+    pub fn status(&self, id: &UhsId) -> Result<OutputStatus, StoreError> {
+        let Some(value) = self.get(id)? else {
+            return Ok(OutputStatus::Absent);
+        };
+        Ok(match self.lock_owner(id)? {
+            Some(owner) => OutputStatus::Locked(value, owner),
+            None => OutputStatus::Unspent(value),
+        })
+    }
+
+    /// Whether the mint `tx_id` is recorded (settled) or locked by a prepared transaction.
+    pub fn mint_state(&self, tx_id: &TxId) -> Result<Option<MintState>, StoreError> {
+        match self.db.get_pinned_cf(self.cf_minted()?, tx_id.as_bytes())? {
+            Some(bytes) => MintState::decode(tx_id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of locks held (on inputs and on mint ids); zero once every prepared
+    /// transaction was applied or released.
+    pub fn lock_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut it = self.db.raw_iterator_cf(self.cf_locks()?);
+        it.seek_to_first();
+        while it.valid() {
+            count += 1;
+            it.next();
+        }
+        it.status()?;
+        let mut it = self.db.raw_iterator_cf(self.cf_minted()?);
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if let MintState::Locked(_) = MintState::decode(key, value)? {
+                count += 1;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(count)
+    }
+
+    /// The incrementally maintained count and total value of unspent outputs.
+    pub fn supply(&self) -> Result<Supply, StoreError> {
+        read_supply(&self.db, self.cf_meta()?)
+    }
+
+    /// The height of the last block applied (atomizer mode); 0 before the first block.
+    pub fn height(&self) -> Result<u64, StoreError> {
+        read_height(&self.db, self.cf_meta()?)
+    }
+
+    /// The values of `ids` and the block height, read from one snapshot, so that an
+    /// atomizer-mode shard attests inputs "unspent at height h" truthfully.
+    pub fn check_inputs(&self, ids: &[UhsId]) -> Result<(u64, Vec<Option<Amount>>), StoreError> {
+        let snapshot = self.db.snapshot();
+        let meta = self.cf_meta()?;
+        let height = match snapshot.get_pinned_cf(meta, META_HEIGHT)? {
+            Some(bytes) => decode_height(&bytes)?,
+            None => 0,
+        };
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&snapshot);
+        let keys = ids.iter().map(|id| id.as_bytes());
+        let values = self
+            .db
+            .batched_multi_get_cf_opt(self.cf_uhs()?, keys, false, &opts)
+            .into_iter()
+            .zip(ids)
+            .map(|(found, id)| match found? {
+                Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((height, values))
+    }
+
+    /// Unspent outputs whose routing prefix lies in `range`, in id order, read from an
+    /// implicit snapshot taken now.
+    pub fn iter_range(&self, range: ShardRange) -> Result<UhsRangeIter<'_>, StoreError> {
+        UhsRangeIter::new(&self.db, self.cf_uhs()?, range)
+    }
+
+    /// Recomputes the supply by scanning every unspent output and reads the counters from
+    /// the same snapshot. Reads the whole set (without filling the block cache): for
+    /// audits and tests, not for the hot path.
+    pub fn audit(&self) -> Result<Audit, StoreError> {
+        let snapshot = self.db.snapshot();
+        let recorded = match snapshot.get_pinned_cf(self.cf_meta()?, META_SUPPLY)? {
+            Some(bytes) => Supply::from_bytes(&bytes)?,
+            None => Supply::default(),
+        };
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        let mut it = snapshot.raw_iterator_cf_opt(self.cf_uhs()?, opts);
+        it.seek_to_first();
+        let mut scanned = Supply::default();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if key.len() != crate::columns::ID_LEN {
+                return Err(StoreError::corrupt("uhs", key, "key is not 32 bytes"));
+            }
+            scanned = scanned.add(decode_value(key, value)?)?;
+            it.next();
+        }
+        it.status()?;
+        Ok(Audit { scanned, recorded })
+    }
+
+    /// Starts staging changes into `batch`. Call [`StagedBatch::finish`] before writing
+    /// the batch: it adds the updated counters and height.
+    pub fn stage<'a>(&'a self, batch: &'a mut WriteBatch) -> Result<StagedBatch<'a>, StoreError> {
+        StagedBatch::new(self, batch)
+    }
+
+    /// Stages what `f` does into a fresh batch and writes it (WAL on, not synced). For
+    /// tests, tools and single-node use; a Raft state machine stages into its own batch.
+    pub fn update<T>(
+        &self,
+        f: impl FnOnce(&mut StagedBatch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut staged = self.stage(&mut batch)?;
+        let out = f(&mut staged)?;
+        staged.finish()?;
+        self.db.write(batch)?;
+        Ok(out)
+    }
+}
+
+pub(crate) fn read_supply(db: &DB, meta: &ColumnFamily) -> Result<Supply, StoreError> {
+    match db.get_pinned_cf(meta, META_SUPPLY)? {
+        Some(bytes) => Supply::from_bytes(&bytes),
+        None => Ok(Supply::default()),
+    }
+}
+
+pub(crate) fn read_height(db: &DB, meta: &ColumnFamily) -> Result<u64, StoreError> {
+    match db.get_pinned_cf(meta, META_HEIGHT)? {
+        Some(bytes) => decode_height(&bytes),
+        None => Ok(0),
+    }
+}
