@@ -1,0 +1,230 @@
+//! The public `cbdc.v1.Sentinel` gRPC service and [`serve`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cbdc_proto::v1;
+use cbdc_proto::v1::sentinel_server::{Sentinel, SentinelServer};
+use cbdc_proto::MAX_MESSAGE_BYTES;
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::backend::Backend;
+use crate::params::{ParamsError, SentinelParams};
+use crate::pipeline::{Pipeline, SubmitError};
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The parameters are unusable.
+    #[error("invalid sentinel parameters: {0}")]
+    Params(#[from] ParamsError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The `cbdc.v1.Sentinel` service over a [`Pipeline`] (2PC back end).
+#[derive(Clone)]
+pub struct SentinelService {
+    pipeline: Pipeline,
+    info: v1::GetInfoResponse,
+    max_stream_in_flight: usize,
+}
+
+impl SentinelService {
+    /// The service answering from `pipeline`, describing itself from `params`.
+    pub fn new(params: &SentinelParams, pipeline: Pipeline) -> Self {
+        let mut info = v1::GetInfoResponse {
+            issuer_public_key: params
+                .validator
+                .issuer
+                .map(|k| k.0.to_vec())
+                .unwrap_or_default(),
+            limits: Some((&params.validator.limits).into()),
+            attestation_threshold: params.attestation_threshold,
+            shard_count: params.shard_map.len() as u32,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sentinel_public_key: params.key.public_key().0.to_vec(),
+            max_message_bytes: MAX_MESSAGE_BYTES as u64,
+            ..Default::default()
+        };
+        info.set_architecture(v1::Architecture::TwoPhaseCommit);
+        SentinelService {
+            pipeline,
+            info,
+            max_stream_in_flight: params.max_stream_in_flight.max(1),
+        }
+    }
+
+    /// As a tonic service with the public message size limits.
+    pub fn into_server(self) -> SentinelServer<Self> {
+        SentinelServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+/// Answers one stream request: a result, or the status that ends the stream (the back
+/// end is unreachable or broken).
+async fn answer_stream_request(
+    pipeline: &Pipeline,
+    request: v1::SubmitTransactionsRequest,
+) -> Result<v1::SubmitTransactionsResponse, Status> {
+    let result = match request.to_transaction() {
+        Err(e) => v1::TransactionResult::malformed(&e),
+        Ok(tx) => {
+            let id = tx.tx_id();
+            match pipeline.submit(tx).await {
+                Ok(outcome) => outcome.to_result(&id),
+                Err(SubmitError::Invalid(e)) => v1::TransactionResult::invalid(&id, &e),
+                Err(e) => return Err(e.to_status()),
+            }
+        }
+    };
+    Ok(v1::SubmitTransactionsResponse {
+        request_id: request.request_id,
+        result: Some(result),
+    })
+}
+
+type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<v1::SubmitTransactionsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Sentinel for SentinelService {
+    async fn submit_transaction(
+        &self,
+        request: Request<v1::SubmitTransactionRequest>,
+    ) -> Result<Response<v1::SubmitTransactionResponse>, Status> {
+        let tx = request.get_ref().to_transaction()?;
+        let id = tx.tx_id();
+        let outcome = self.pipeline.submit(tx).await.map_err(|e| e.to_status())?;
+        Ok(Response::new(v1::SubmitTransactionResponse {
+            result: Some(outcome.to_result(&id)),
+        }))
+    }
+
+    type SubmitTransactionsStream = ResponseStream;
+
+    /// Reads requests while fewer than `max_stream_in_flight` are unanswered, submits
+    /// each on its own task and sends answers in completion order. The response stream
+    /// ends after the last answer once the client closes its side, or with an error
+    /// status when the back end is unreachable.
+    async fn submit_transactions(
+        &self,
+        request: Request<Streaming<v1::SubmitTransactionsRequest>>,
+    ) -> Result<Response<Self::SubmitTransactionsStream>, Status> {
+        let mut inbound = request.into_inner();
+        let limit = self.max_stream_in_flight;
+        let (answers, outbound) = mpsc::channel(limit);
+        let permits = Arc::new(Semaphore::new(limit));
+        let pipeline = self.pipeline.clone();
+        tokio::spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit,
+                    _ = answers.closed() => break,
+                };
+                let Ok(permit) = permit else { break };
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    _ = answers.closed() => break,
+                };
+                let request = match next {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "submission stream broke");
+                        break;
+                    }
+                };
+                let pipeline = pipeline.clone();
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let response = answer_stream_request(&pipeline, request).await;
+                    // The client may have gone; nothing to do then.
+                    let _ = answers.send(response).await;
+                    drop(permit);
+                });
+            }
+        });
+        let stream: ResponseStream = Box::pin(ReceiverStream::new(outbound));
+        Ok(Response::new(stream))
+    }
+
+    async fn get_transaction_status(
+        &self,
+        request: Request<v1::GetTransactionStatusRequest>,
+    ) -> Result<Response<v1::GetTransactionStatusResponse>, Status> {
+        let id = request.get_ref().to_tx_id()?;
+        let state = self
+            .pipeline
+            .tx_status(id)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(v1::GetTransactionStatusResponse {
+            result: Some(state.to_result(&id)),
+        }))
+    }
+
+    async fn get_output_status(
+        &self,
+        request: Request<v1::GetOutputStatusRequest>,
+    ) -> Result<Response<v1::GetOutputStatusResponse>, Status> {
+        let ids = request.get_ref().to_uhs_ids()?;
+        let states = self
+            .pipeline
+            .output_status(ids.clone())
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(v1::GetOutputStatusResponse {
+            outputs: ids
+                .iter()
+                .zip(&states)
+                .map(|(id, state)| state.to_entry(id))
+                .collect(),
+        }))
+    }
+
+    async fn get_info(
+        &self,
+        _request: Request<v1::GetInfoRequest>,
+    ) -> Result<Response<v1::GetInfoResponse>, Status> {
+        Ok(Response::new(self.info.clone()))
+    }
+}
+
+/// Runs a sentinel on `listener` in front of `backend` until `shutdown` completes, then
+/// stops accepting calls and returns once the calls in progress are answered.
+pub async fn serve(
+    listener: TcpListener,
+    params: SentinelParams,
+    backend: Arc<dyn Backend>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    params.validate()?;
+    let pipeline = Pipeline::new(&params, backend);
+    serve_pipeline(listener, &params, pipeline, shutdown).await
+}
+
+/// [`serve`] with a pipeline the caller made (and may keep a clone of, to watch it).
+pub async fn serve_pipeline(
+    listener: TcpListener,
+    params: &SentinelParams,
+    pipeline: Pipeline,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    params.validate()?;
+    let service = SentinelService::new(params, pipeline);
+    tracing::info!(addr = ?listener.local_addr().ok(), "sentinel serving");
+    tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
