@@ -27,7 +27,7 @@
 //! - [`snapshot`]: export and import of the whole store for Raft snapshots;
 //! - [`seed`]: fast genesis bulk load;
 //! - [`options`]: [`StoreOptions`], RocksDB tuning with bounded memory;
-//! - [`columns`]: [`ColumnFamilyNames`];
+//! - [`columns`]: [`ColumnFamilyNames`], the names of the store's column families;
 //! - [`error`]: [`StoreError`], this layer's one error type.
 
 pub mod columns;

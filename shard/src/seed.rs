@@ -39,7 +39,7 @@ impl UhsStore {
         let mut batch = WriteBatch::default();
         let mut in_batch = 0;
         for (id, value) in outputs {
-            supply = supply.add(value)?;
+            supply = supply.with_output(value)?;
             batch.put_cf(uhs, id.as_bytes(), value.cents().to_le_bytes());
             in_batch += 1;
             if in_batch == SEED_BATCH {

@@ -246,7 +246,7 @@ impl UhsStore {
                     }
                     let amount = decode_value(&key, &value)?;
                     scanned = scanned
-                        .add(amount)
+                        .with_output(amount)
                         .map_err(|_| malformed(offset, "outputs overflow the supply"))?;
                 }
                 Column::Locks => {

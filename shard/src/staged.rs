@@ -281,13 +281,13 @@ impl<'a> StagedBatch<'a> {
                     }
                     _ => {}
                 }
-                supply = supply.remove(value)?;
+                supply = supply.without_output(value)?;
             }
             for (index, (id, value)) in outputs.iter().enumerate() {
                 if s.get(id)?.is_some() {
                     return Ok(Err(Rejection::OutputExists { index, id: *id }));
                 }
-                supply = supply.add(*value)?;
+                supply = supply.with_output(*value)?;
             }
             if let Some(tx_id) = mint {
                 if let Some(rejection) = s.check_mint(owner, tx_id)? {
@@ -349,7 +349,7 @@ impl<'a> StagedBatch<'a> {
                             reason: "input missing",
                         });
                     };
-                    supply = supply.remove(value)?;
+                    supply = supply.without_output(value)?;
                     s.stage_spend(id);
                 }
                 for (id, value) in tx.outputs.iter().filter(|(id, _)| range.owns(id)) {
@@ -360,7 +360,7 @@ impl<'a> StagedBatch<'a> {
                             reason: "output exists",
                         });
                     }
-                    supply = supply.add(*value)?;
+                    supply = supply.with_output(*value)?;
                     s.stage_create(id, *value);
                 }
             }

@@ -257,7 +257,7 @@ impl UhsStore {
             if key.len() != crate::columns::ID_LEN {
                 return Err(StoreError::corrupt("uhs", key, "key is not 32 bytes"));
             }
-            scanned = scanned.add(decode_value(key, value)?)?;
+            scanned = scanned.with_output(decode_value(key, value)?)?;
             it.next();
         }
         it.status()?;

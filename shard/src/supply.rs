@@ -23,7 +23,7 @@ impl Supply {
     pub(crate) const LEN: usize = 16;
 
     /// The counters with one more output of `value`; an error if they overflow.
-    pub fn add(self, value: Amount) -> Result<Supply, StoreError> {
+    pub fn with_output(self, value: Amount) -> Result<Supply, StoreError> {
         Ok(Supply {
             count: self
                 .count
@@ -37,7 +37,7 @@ impl Supply {
     }
 
     /// The counters with one output of `value` fewer; an error if they go below zero.
-    pub fn remove(self, value: Amount) -> Result<Supply, StoreError> {
+    pub fn without_output(self, value: Amount) -> Result<Supply, StoreError> {
         Ok(Supply {
             count: self
                 .count

@@ -1,0 +1,85 @@
+//! The one error type of the replication layer.
+
+use crate::types::NodeId;
+
+/// What can go wrong in the replication layer.
+///
+/// Business rejections of a state machine (a double spend, a missing input) are never
+/// errors here: they are ordinary responses of [`StateMachine::apply`](crate::StateMachine::apply).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// This replica is not the leader; retry at the leader's client endpoint when known.
+    #[error("not the leader (leader: {leader_id:?} at {leader_addr:?})")]
+    NotLeader {
+        /// The leader's id, when this replica knows it.
+        leader_id: Option<NodeId>,
+        /// The leader's client endpoint (`host:port`), when known.
+        leader_addr: Option<String>,
+    },
+    /// RocksDB failed (opening, reading or writing).
+    #[error("storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// Stored bytes could not be decoded (corruption or an incompatible version).
+    #[error("corrupt stored data in {what}: {reason}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A command, response or RPC payload could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+    /// The state machine failed in a way that must stop it (not a business rejection).
+    #[error("state machine: {0}")]
+    StateMachine(String),
+    /// Raft itself failed (a fatal error, a shutdown, an invalid configuration).
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A network operation failed (bind, connect, gRPC transport).
+    #[error("network: {0}")]
+    Network(String),
+    /// A remote replica answered with an error status.
+    #[error("rpc status {code:?}: {message}")]
+    Status {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+    /// No answer in time (the leader client gave up).
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The replica is shutting down.
+    #[error("replica is shutting down")]
+    ShuttingDown,
+}
+
+impl ConsensusError {
+    /// Whether the operation may succeed if retried (elsewhere or later).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ConsensusError::NotLeader { .. }
+                | ConsensusError::Network(_)
+                | ConsensusError::Timeout(_)
+                | ConsensusError::Status {
+                    code: tonic::Code::Unavailable,
+                    ..
+                }
+        )
+    }
+}
+
+/// Encode a value with bincode, mapping the failure to [`ConsensusError::Codec`].
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ConsensusError> {
+    bincode::serialize(value).map_err(|e| ConsensusError::Codec(e.to_string()))
+}
+
+/// Decode a value with bincode, mapping the failure to [`ConsensusError::Codec`].
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConsensusError> {
+    bincode::deserialize(bytes).map_err(|e| ConsensusError::Codec(e.to_string()))
+}

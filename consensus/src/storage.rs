@@ -1,0 +1,84 @@
+//! The replica's one RocksDB instance and its column families.
+//!
+//! | column family | owner | content |
+//! |---|---|---|
+//! | `raft_log` | [`LogStore`](crate::LogStore) | log entries by big-endian index |
+//! | `raft_meta` | [`LogStore`](crate::LogStore) | vote, committed log id, last purged log id |
+//! | `sm_meta` | [`StateMachineStore`](crate::StateMachineStore) | last applied log id, membership, current snapshot |
+//! | [`StateMachine::column_families`](crate::StateMachine::column_families) | the state machine | its own data (UHS, locks, dtxs, blocks…) |
+//!
+//! Everything that goes to RocksDB goes in write batches; the state machine's changes are
+//! written in the same batch as the last applied log id.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+
+use crate::error::ConsensusError;
+
+/// Column family of the Raft log.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Column family of the Raft metadata (vote, committed, last purged).
+pub const CF_RAFT_META: &str = "raft_meta";
+/// Column family of the state machine's metadata (last applied, membership, snapshot).
+pub const CF_SM_META: &str = "sm_meta";
+/// The column families the replication layer itself uses.
+pub const CONSENSUS_CFS: [&str; 3] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_META];
+
+/// Open (or create) a replica's RocksDB at `path` with the consensus column families and
+/// `extra` (the state machine's). Column families already present on disk are opened too.
+pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, ConsensusError> {
+    for name in extra {
+        if CONSENSUS_CFS.contains(name) {
+            return Err(ConsensusError::Config(format!(
+                "column family {name:?} is reserved by cbdc-consensus"
+            )));
+        }
+    }
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let mut names: Vec<String> = CONSENSUS_CFS
+        .iter()
+        .chain(extra.iter())
+        .map(|s| s.to_string())
+        .collect();
+    if let Ok(existing) = DB::list_cf(&opts, path) {
+        for name in existing {
+            if name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let cfs = names.into_iter().map(|name| {
+        let mut cf_opts = Options::default();
+        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        ColumnFamilyDescriptor::new(name, cf_opts)
+    });
+    let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+    Ok(Arc::new(db))
+}
+
+/// The handle of a column family that must exist.
+pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, ConsensusError> {
+    db.cf_handle(name).ok_or_else(|| ConsensusError::Corrupt {
+        what: "column families",
+        reason: format!("column family {name:?} is missing"),
+    })
+}
+
+/// Stage the deletion of every key of column family `name` into `batch` (used when a
+/// snapshot replaces a state machine's data).
+pub fn clear_cf(db: &DB, name: &str, batch: &mut WriteBatch) -> Result<(), ConsensusError> {
+    let handle = cf(db, name)?;
+    let mut iter = db.iterator_cf(handle, rocksdb::IteratorMode::End);
+    if let Some(item) = iter.next() {
+        let (last, _) = item?;
+        let mut end = last.to_vec();
+        end.push(0);
+        batch.delete_range_cf(handle, Vec::<u8>::new(), end);
+    }
+    Ok(())
+}
