@@ -42,6 +42,6 @@ pub use client::{leader_hint, to_status, LeaderClient, LEADER_METADATA_KEY};
 pub use error::ConsensusError;
 pub use log_store::{LogReader, LogStore};
 pub use replica::{RaftTuning, Replica, ReplicaConfig, ReplicaHandle};
-pub use service::GroupClientService;
+pub use service::{GroupClientService, ReplicaStatusService};
 pub use state_machine::{SnapshotBuilder, StateMachine, StateMachineStore};
 pub use types::{typ, CommandBytes, NodeId, ReplicaNode, ResponseBytes, TypeConfig};

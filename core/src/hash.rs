@@ -4,7 +4,9 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// A 32-byte SHA-256 digest.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
@@ -58,7 +60,10 @@ impl fmt::Display for Hash {
 macro_rules! hash_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(
+            Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+            serde::Serialize, serde::Deserialize,
+        )]
         pub struct $name(pub Hash);
 
         impl $name {

@@ -396,3 +396,18 @@ impl Decode for CompactTransaction {
         })
     }
 }
+
+/// Serde (for Raft commands and other internal records) carries a compact transaction as
+/// its canonical encoding, so that there is one byte format and decoding stays strict.
+impl serde::Serialize for CompactTransaction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.encode())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CompactTransaction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
+        CompactTransaction::decode(&bytes).map_err(serde::de::Error::custom)
+    }
+}

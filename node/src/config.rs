@@ -103,6 +103,9 @@ pub struct ClusterConfig {
     /// Storage tuning shared by every replica.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Raft timing shared by every replicated group.
+    #[serde(default)]
+    pub raft: RaftConfig,
     /// The public API endpoints.
     pub sentinels: Vec<SentinelConfig>,
     /// 2PC coordinator groups (2PC only).
@@ -158,6 +161,69 @@ impl Default for StorageConfig {
         StorageConfig {
             block_cache_mib: 256,
         }
+    }
+}
+
+/// Raft timing of every group. Elections must outlast a few heartbeats, and a leader's
+/// failure is noticed after `election_timeout_min` to `election_timeout_max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// How often a leader sends heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Shortest time without a leader before a follower stands for election.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_min: Duration,
+    /// Longest such time (each follower picks a random one in between).
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_max: Duration,
+    /// Log entries between snapshots (the log below a snapshot is purged).
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        let t = cbdc_consensus::RaftTuning::default();
+        RaftConfig {
+            heartbeat_interval: t.heartbeat_interval,
+            election_timeout_min: t.election_timeout_min,
+            election_timeout_max: t.election_timeout_max,
+            snapshot_every: t.snapshot_every,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// The replication layer's tuning with these timings.
+    pub fn tuning(&self) -> cbdc_consensus::RaftTuning {
+        cbdc_consensus::RaftTuning {
+            heartbeat_interval: self.heartbeat_interval,
+            election_timeout_min: self.election_timeout_min,
+            election_timeout_max: self.election_timeout_max,
+            snapshot_every: self.snapshot_every,
+            ..Default::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let out_of_range = |message: &str| ConfigError::OutOfRange {
+            field: "raft".into(),
+            message: message.into(),
+        };
+        if self.heartbeat_interval.is_zero() || self.snapshot_every == 0 {
+            return Err(out_of_range(
+                "heartbeat_interval and snapshot_every must be positive",
+            ));
+        }
+        if self.election_timeout_min <= self.heartbeat_interval * 2
+            || self.election_timeout_max <= self.election_timeout_min
+        {
+            return Err(out_of_range(
+                "need heartbeat_interval * 2 < election_timeout_min < election_timeout_max",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -232,7 +298,25 @@ pub struct ShardGroupConfig {
     pub replicas: Vec<ReplicaConfig>,
 }
 
+impl ShardGroupConfig {
+    /// The range of UHS id prefixes this group owns.
+    pub fn range(&self) -> ShardRange {
+        ShardRange {
+            start: self.range_start,
+            end: self.range_end,
+        }
+    }
+}
+
 impl ClusterConfig {
+    /// Client endpoints (`host:port`) of each shard group's replicas, in file order.
+    pub fn shard_endpoints(&self) -> Vec<Vec<String>> {
+        self.shards
+            .iter()
+            .map(|g| g.replicas.iter().map(|r| r.endpoint.to_string()).collect())
+            .collect()
+    }
+
     /// Reads, parses and validates a cluster file; relative paths become relative to the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -334,6 +418,7 @@ impl ClusterConfig {
                 ),
             });
         }
+        self.raft.validate()?;
         if self.limits.max_inputs == 0 || self.limits.max_outputs == 0 {
             return Err(ConfigError::OutOfRange {
                 field: "limits".into(),

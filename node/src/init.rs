@@ -2,10 +2,10 @@
 //! that a new cluster is one command away.
 
 use crate::config::{
-    Architecture, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, ReplicaConfig,
+    Architecture, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, RaftConfig, ReplicaConfig,
     SentinelConfig, ShardGroupConfig, StorageConfig,
 };
-use cbdc_core::{SecretKey, ShardMap};
+use cbdc_core::{write_key_file, SecretKey, ShardMap};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,9 @@ pub enum InitError {
     /// The generated file did not validate (a bug, reported rather than written).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A key file could not be written.
+    #[error(transparent)]
+    KeyFile(#[from] cbdc_core::KeyFileError),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
@@ -52,9 +55,11 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
 }
 
 /// Hands out free loopback ports by binding port 0. Every listener stays open until the
-/// allocator is dropped, so the kernel cannot hand the same port out twice. The ports are
-/// released before the cluster starts, so another program could take one in between;
-/// `cbdc` then fails to bind with a clear error and the file can be regenerated.
+/// allocator is dropped, so the kernel cannot hand the same port out twice. `cbdc config
+/// init` releases them before the cluster starts, so another program could take one in
+/// between (`cbdc` then fails to bind with a clear error and the file can be
+/// regenerated); an in-process cluster keeps them ([`init_cluster_holding_ports`]) and
+/// serves on the very sockets it reserved.
 #[derive(Default)]
 struct PortAllocator {
     held: Vec<TcpListener>,
@@ -67,34 +72,6 @@ impl PortAllocator {
         self.held.push(listener);
         Ok(addr)
     }
-}
-
-/// Writes a secret key as a hex seed, readable only by its owner.
-pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<(), InitError> {
-    let context = format!("writing {}", path.display());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(io(context.clone()))?;
-    std::io::Write::write_all(
-        &mut file,
-        format!("{}\n", hex::encode(key.to_bytes())).as_bytes(),
-    )
-    .map_err(io(context))
-}
-
-/// Reads a key written by [`write_key_file`].
-pub fn read_key_file(path: &Path) -> Result<SecretKey, InitError> {
-    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| {
-        InitError::BadOption(format!(
-            "{} does not hold a 64-hex-digit key",
-            path.display()
-        ))
-    })?;
-    Ok(SecretKey::from_bytes(&seed))
 }
 
 fn replicas(
@@ -117,6 +94,15 @@ fn replicas(
 /// Writes `dir/cluster.toml`, `dir/keys/issuer.key` and one key per sentinel. Returns the
 /// path of the cluster file.
 pub fn init_cluster(dir: &Path, options: &InitOptions) -> Result<PathBuf, InitError> {
+    init_cluster_holding_ports(dir, options).map(|(file, _ports)| file)
+}
+
+/// [`init_cluster`], also returning the bound listeners of every endpoint in the file, so
+/// that a cluster started in this process can serve on them with no race for the ports.
+pub fn init_cluster_holding_ports(
+    dir: &Path,
+    options: &InitOptions,
+) -> Result<(PathBuf, Vec<TcpListener>), InitError> {
     if options.shards == 0 || options.replicas == 0 || options.sentinels == 0 {
         return Err(InitError::BadOption(
             "shards, replicas and sentinels must each be at least 1".into(),
@@ -181,11 +167,12 @@ pub fn init_cluster(dir: &Path, options: &InitOptions) -> Result<PathBuf, InitEr
         attestation_threshold: 1,
         limits: LimitsConfig::default(),
         storage: StorageConfig::default(),
+        raft: RaftConfig::default(),
         sentinels,
         coordinators,
         shards,
     };
     config.validate()?;
     std::fs::write(&file, config.to_toml()).map_err(io(format!("writing {}", file.display())))?;
-    Ok(file)
+    Ok((file, ports.held))
 }

@@ -1,7 +1,18 @@
 //! # cbdc-node
 //!
-//! The `cbdc` binary and what it needs: the cluster file ([`config`]) and its generator
-//! ([`init`]). Roles are started from here once their crates exist.
+//! The `cbdc` binary and what it needs:
+//! - [`config`]: the cluster file, validated at load; [`init`]: its generator;
+//! - [`roles`]: starting one shard replica, coordinator replica or sentinel from the file
+//!   (`cbdc run`), with sockets from [`listeners`];
+//! - [`cluster`]: every role of a cluster in one process (`cbdc dev`, tests, benchmarks);
+//! - [`demo`]: the scripted mint-and-spend of `cbdc dev --demo`.
 
+pub mod cluster;
 pub mod config;
+pub mod demo;
+pub mod error;
 pub mod init;
+pub mod listeners;
+pub mod roles;
+
+pub use error::NodeError;

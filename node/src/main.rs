@@ -1,10 +1,13 @@
 //! `cbdc`: the one binary operators run.
 
 use anyhow::Context;
+use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
 use cbdc_node::config::{Architecture, ClusterConfig};
 use cbdc_node::init::{init_cluster, InitOptions};
+use cbdc_node::listeners::Listeners;
+use cbdc_node::roles::{self, RoleContext};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +25,58 @@ enum Command {
     /// Create or check cluster files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run one role of a cluster (one process per role and replica).
+    Run {
+        /// The cluster file.
+        #[arg(long, env = "CBDC_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        role: RoleCommand,
+    },
+    /// Run a whole cluster in this process on loopback (the embedded default).
+    Dev {
+        /// Directory for the cluster file, keys and data; reused (with its data) when it
+        /// already holds a cluster.toml.
+        #[arg(long, default_value = "cbdc-dev")]
+        dir: PathBuf,
+        /// Shard groups (for a new directory).
+        #[arg(long, default_value_t = 2)]
+        shards: usize,
+        /// Replicas per Raft group (for a new directory).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        /// Run a short scripted mint-and-spend against the cluster, print it, and exit.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// A replica of a 2PC locking shard group.
+    Shard {
+        /// The group's id in the cluster file.
+        #[arg(long)]
+        group: u64,
+        /// The replica's id in the group.
+        #[arg(long)]
+        replica: u64,
+    },
+    /// A replica of a 2PC coordinator group.
+    Coordinator {
+        /// The group's id in the cluster file.
+        #[arg(long)]
+        group: u64,
+        /// The replica's id in the group.
+        #[arg(long)]
+        replica: u64,
+    },
+    /// A sentinel (the public API).
+    Sentinel {
+        /// The sentinel's id in the cluster file.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,13 +116,126 @@ enum Arch {
     Atomizer,
 }
 
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn position<T>(
+    items: &[T],
+    id: u64,
+    item_id: impl Fn(&T) -> u64,
+    what: &str,
+) -> anyhow::Result<usize> {
+    items
+        .iter()
+        .position(|i| item_id(i) == id)
+        .with_context(|| format!("the cluster file has no {what} with id {id}"))
+}
+
+async fn run_role(config_path: &Path, role: RoleCommand) -> anyhow::Result<()> {
+    let config = ClusterConfig::load(config_path)?;
+    let ctx = RoleContext::new(config, Listeners::on_demand());
+    let running = match role {
+        RoleCommand::Shard { group, replica } => {
+            let g = position(&ctx.config.shards, group, |g| g.id, "shard group")?;
+            roles::start_shard(&ctx, g, replica).await?
+        }
+        RoleCommand::Coordinator { group, replica } => {
+            let g = position(
+                &ctx.config.coordinators,
+                group,
+                |g| g.id,
+                "coordinator group",
+            )?;
+            roles::start_coordinator(&ctx, g, replica).await?
+        }
+        RoleCommand::Sentinel { id } => roles::start_sentinel(&ctx, id).await?,
+    };
+    tracing::info!(role = running.name(), "ready; Ctrl-C or SIGTERM stops it");
+    shutdown_signal().await;
+    tracing::info!(role = running.name(), "stopping");
+    running.shutdown().await?;
+    Ok(())
+}
+
+async fn run_dev(dir: &Path, options: DevOptions, demo: bool) -> anyhow::Result<()> {
+    let prepared = prepare_dev_dir(dir, &options)?;
+    let cluster = Cluster::start(prepared.config, prepared.listeners).await?;
+    let issuer_file = dir.join("keys/issuer.key");
+    println!(
+        "cbdc dev: {} cluster from {} ({})",
+        cluster.config().architecture,
+        prepared.file.display(),
+        if prepared.created {
+            "new"
+        } else {
+            "restarted from its data"
+        }
+    );
+    for name in cluster.role_names() {
+        println!("  running {name}");
+    }
+    for endpoint in cluster.sentinel_endpoints() {
+        println!("  sentinel (public API): {endpoint}");
+    }
+    println!("  issuer key file: {}", issuer_file.display());
+    let result = if demo {
+        let issuer = cbdc_core::read_key_file(&issuer_file)?;
+        let endpoint = cluster.sentinel_endpoints()[0].to_string();
+        cbdc_node::demo::run_demo(&endpoint, &issuer)
+            .await
+            .map(|transcript| print!("{transcript}"))
+            .map_err(anyhow::Error::from)
+    } else {
+        println!("Ctrl-C stops the cluster.");
+        shutdown_signal().await;
+        Ok(())
+    };
+    cluster.shutdown().await?;
+    result
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Run { config, role } => runtime()?.block_on(run_role(&config, role))?,
+        Command::Dev {
+            dir,
+            shards,
+            replicas,
+            demo,
+        } => {
+            let options = DevOptions {
+                shards,
+                replicas,
+                ..DevOptions::default()
+            };
+            runtime()?.block_on(run_dev(&dir, options, demo))?
+        }
         Command::Config(ConfigCommand::Init {
             dir,
             arch,
@@ -104,4 +272,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
 }

@@ -1,7 +1,8 @@
 //! The cluster file: generation, loading and every validation error a user can hit.
 
+use cbdc_core::read_key_file;
 use cbdc_node::config::{Architecture, ClusterConfig, ConfigError};
-use cbdc_node::init::{init_cluster, read_key_file, InitError, InitOptions};
+use cbdc_node::init::{init_cluster, InitError, InitOptions};
 
 fn options(shards: usize, replicas: usize) -> InitOptions {
     InitOptions {

@@ -181,6 +181,7 @@ fn test_internal_request_readers() {
     let apply = v1::ApplyRequest {
         dtx_id: Some(dtx),
         commit: vec![true],
+        reasons: vec![v1::RejectReason::Unspecified as i32],
     };
     assert_eq!(apply.to_dtx_id().unwrap(), dtx);
     let discard = v1::DiscardRequest { dtx_id: Some(dtx) };

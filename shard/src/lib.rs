@@ -14,7 +14,24 @@
 //!                                         CFs: uhs · uhs_locks · uhs_minted · uhs_meta
 //! ```
 //!
+//! The 2PC locking shard ([`locking`]) is such a state machine: [`LockingShardMachine`]
+//! implements `cbdc_consensus::StateMachine` over the store, and a node serves one
+//! replica with [`LockingShardService`] (`cbdc.v1.LockingShard`: Lock, Apply, Discard)
+//! and [`ShardQueryService`] (`cbdc.v1.ShardQuery`: output and transaction status,
+//! audit):
+//!
+//! ```text
+//!  let params = LockingShardParams::new(range);
+//!  let replica = Replica::start(config, peer_listener,
+//!      move |db| LockingShardMachine::new(db, params)).await?;
+//!  Server::builder()
+//!      .add_service(LockingShardService::new(replica.handle(), verifier).into_server())
+//!      .add_service(ShardQueryService::new(replica.handle()).into_server())
+//! ```
+//!
 //! Layout:
+//! - [`locking`]: the 2PC locking shard: [`LockingShardMachine`], its commands, its
+//!   gRPC services;
 //! - [`store`]: [`UhsStore`], committed reads (point, batched, range, status, supply,
 //!   audit) and the entry points that stage or write changes;
 //! - [`staged`]: [`StagedBatch`], the operations of both shard kinds staged into a
@@ -34,6 +51,7 @@ pub mod columns;
 pub mod error;
 pub mod iter;
 pub mod lock;
+pub mod locking;
 pub mod options;
 pub mod rejection;
 pub mod seed;
@@ -46,6 +64,11 @@ pub use columns::ColumnFamilyNames;
 pub use error::StoreError;
 pub use iter::UhsRangeIter;
 pub use lock::{LockOwner, MintState};
+pub use locking::{
+    ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, DtxState, LockResult, LockSlot,
+    LockingError, LockingShardMachine, LockingShardParams, LockingShardService, RejectCode,
+    ShardAudit, ShardCommand, ShardQueryService, ShardResponse, TxOutcome,
+};
 pub use options::StoreOptions;
 pub use rejection::{OutputStatus, Rejection};
 pub use snapshot::{SnapshotImport, SnapshotInfo, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};

@@ -1,0 +1,189 @@
+//! The machine's ceiling: how many transactions per second this machine could validate
+//! at most, so that a run's throughput can be judged as a fraction of what the hardware
+//! allows.
+//!
+//! Signature verification dominates a sentinel's work, so the ceiling is measured in two
+//! ways, on all cores (rayon's global pool, the one sentinels use):
+//!
+//! 1. **Signatures**: ed25519 batch verifications per second through
+//!    `cbdc_core::keys::verify_batch`, in batches of the size `Validator::validate_many`
+//!    forms; divided by the signatures per transaction (its inputs) this gives the most
+//!    transactions per second if nothing but signatures cost anything.
+//! 2. **Validation**: `Validator::validate_many` itself on transactions of the run's
+//!    shape — every stateless rule, hashing the tx id, and the signatures: the true
+//!    per-transaction ceiling of a sentinel on this machine, a little below the first.
+//!
+//! A cluster on the same machine also spends cores on gRPC, Raft and RocksDB, so a run
+//! reaches a fraction of either figure; the report gives both fractions.
+
+use std::time::{Duration, Instant};
+
+use cbdc_core::keys::{verify_batch, SignatureCheck};
+use cbdc_core::{Limits, TxId, Validator, WitnessProgram};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::args::Shape;
+use crate::error::BenchError;
+use crate::workload::{FundingPlan, Workload, WorkloadSpec};
+
+/// Transactions per signature batch: the chunk size of `Validator::validate_many`.
+const TXS_PER_BATCH: usize = 32;
+/// Batches per core in the sample, so that every core stays busy through a pass.
+const BATCHES_PER_THREAD: usize = 8;
+/// Seed of the sample transactions (any will do; fixed so that runs compare).
+const SAMPLE_SEED: u64 = 0xce11_1e6a;
+
+/// What the machine can validate at most.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceiling {
+    /// Threads verifying (rayon's pool: one per core unless `RAYON_NUM_THREADS` says).
+    pub threads: usize,
+    /// Signatures per transaction (its inputs).
+    pub signatures_per_tx: usize,
+    /// ed25519 verifications per second, in batches, on all threads.
+    pub verifications_per_s: f64,
+    /// `verifications_per_s / signatures_per_tx`: transactions per second if only
+    /// signatures cost anything.
+    pub tx_per_s_from_signatures: f64,
+    /// Transactions of the run's shape through `Validator::validate_many` per second.
+    pub validated_tx_per_s: f64,
+    /// Time spent measuring, seconds.
+    pub measured_s: f64,
+}
+
+impl Ceiling {
+    /// `throughput` as a fraction of the signature ceiling (0 when there is none).
+    pub fn fraction_of_signatures(&self, throughput: f64) -> f64 {
+        ratio(throughput, self.tx_per_s_from_signatures)
+    }
+
+    /// `throughput` as a fraction of the validation ceiling (0 when there is none).
+    pub fn fraction_of_validation(&self, throughput: f64) -> f64 {
+        ratio(throughput, self.validated_tx_per_s)
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 && a.is_finite() {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Measures the ceiling for transactions of `shape`, spending about `time` (half on
+/// signatures, half on whole validation; each at least one pass over the sample).
+/// Blocks every core for that long: call it from a blocking context, before the load
+/// starts.
+pub fn measure(shape: Shape, time: Duration) -> Result<Ceiling, BenchError> {
+    let threads = rayon::current_num_threads().max(1);
+    let sample = (threads * BATCHES_PER_THREAD * TXS_PER_BATCH) as u32;
+    let workload = Workload::from_spec(&WorkloadSpec {
+        shape,
+        transactions: sample,
+        invalid_fraction: 0.0,
+        double_spend_fraction: 0.0,
+        coin_value: (shape.outputs as u64).max(1),
+        seed: SAMPLE_SEED,
+        funding: FundingPlan::Genesis,
+    })?;
+    let txs = workload.transactions();
+    let ids: Vec<TxId> = txs.par_iter().map(|tx| tx.tx_id()).collect();
+    let checks: Vec<SignatureCheck<'_>> = txs
+        .iter()
+        .zip(&ids)
+        .flat_map(|(tx, id)| {
+            tx.witnesses.iter().filter_map(move |w| match &w.program {
+                WitnessProgram::P2pk(key) => Some(SignatureCheck {
+                    key,
+                    message: id.as_bytes(),
+                    signature: &w.signature,
+                }),
+                WitnessProgram::Unknown { .. } => None,
+            })
+        })
+        .collect();
+    let half = time / 2;
+    let batch = TXS_PER_BATCH * shape.inputs.max(1);
+
+    let started = Instant::now();
+    let mut verified = 0usize;
+    loop {
+        checks.par_chunks(batch).for_each(|chunk| {
+            // The sample is honest: a failure would only mean a slower fallback path,
+            // which the figure then includes.
+            let _ = verify_batch(chunk);
+        });
+        verified += checks.len();
+        if started.elapsed() >= half {
+            break;
+        }
+    }
+    let signature_time = started.elapsed().as_secs_f64();
+
+    let validator = Validator::new(Limits::default(), None);
+    let second = Instant::now();
+    let mut validated = 0usize;
+    loop {
+        let results = validator.validate_many(txs);
+        validated += results.len();
+        if second.elapsed() >= half {
+            break;
+        }
+    }
+    let validation_time = second.elapsed().as_secs_f64();
+
+    let verifications_per_s = per_second(verified, signature_time);
+    Ok(Ceiling {
+        threads,
+        signatures_per_tx: shape.inputs,
+        verifications_per_s,
+        tx_per_s_from_signatures: verifications_per_s / shape.inputs.max(1) as f64,
+        validated_tx_per_s: per_second(validated, validation_time),
+        measured_s: signature_time + validation_time,
+    })
+}
+
+fn per_second(count: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_measure_reports_consistent_figures() {
+        // One pass each (time zero): checks the arithmetic, not the speed.
+        let c = measure(Shape::REFERENCE, Duration::ZERO).unwrap();
+        assert_eq!(c.signatures_per_tx, 2);
+        assert!(c.threads >= 1);
+        assert!(c.verifications_per_s > 0.0);
+        assert!(c.validated_tx_per_s > 0.0);
+        assert!((c.tx_per_s_from_signatures * 2.0 - c.verifications_per_s).abs() < 1e-6);
+    }
+
+    #[test]
+    fn test_fractions() {
+        let c = Ceiling {
+            threads: 2,
+            signatures_per_tx: 2,
+            verifications_per_s: 40_000.0,
+            tx_per_s_from_signatures: 20_000.0,
+            validated_tx_per_s: 16_000.0,
+            measured_s: 4.0,
+        };
+        assert_eq!(c.fraction_of_signatures(8_000.0), 0.4);
+        assert_eq!(c.fraction_of_validation(8_000.0), 0.5);
+        let none = Ceiling {
+            validated_tx_per_s: 0.0,
+            ..c
+        };
+        assert_eq!(none.fraction_of_validation(8_000.0), 0.0);
+    }
+}

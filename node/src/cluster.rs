@@ -1,0 +1,156 @@
+//! A whole cluster in one process: every shard replica, coordinator replica and sentinel
+//! of a cluster file, on loopback. This is `cbdc dev` (the embedded default) and the
+//! harness of the in-process tests and of the benchmark.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Architecture, ClusterConfig};
+use crate::error::NodeError;
+use crate::init::{init_cluster_holding_ports, InitOptions};
+use crate::listeners::Listeners;
+use crate::roles::{start_coordinator, start_sentinel, start_shard, RoleContext, Running};
+
+/// The shape of a development cluster.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Shard groups.
+    pub shards: usize,
+    /// Replicas per group.
+    pub replicas: usize,
+    /// Coordinator groups.
+    pub coordinators: usize,
+    /// Sentinels.
+    pub sentinels: usize,
+}
+
+impl Default for DevOptions {
+    /// 2 shard groups, 1 coordinator group, 1 sentinel, 1 replica each.
+    fn default() -> Self {
+        DevOptions {
+            shards: 2,
+            replicas: 1,
+            coordinators: 1,
+            sentinels: 1,
+        }
+    }
+}
+
+/// A cluster directory ready to start: its file, and the sockets reserved for it.
+pub struct PreparedCluster {
+    /// The cluster file.
+    pub file: PathBuf,
+    /// The validated configuration (paths resolved).
+    pub config: ClusterConfig,
+    /// Sockets for the endpoints (reserved when the file was just written).
+    pub listeners: Listeners,
+    /// Whether the file was written now (a fresh cluster) or found (a restart).
+    pub created: bool,
+}
+
+/// Reuses `dir/cluster.toml` if it exists (a restart keeps its data), or writes a new
+/// cluster there with `options`, keeping its ports reserved for this process.
+pub fn prepare_dev_dir(dir: &Path, options: &DevOptions) -> Result<PreparedCluster, NodeError> {
+    let file = dir.join("cluster.toml");
+    if file.exists() {
+        let config = ClusterConfig::load(&file)?;
+        return Ok(PreparedCluster {
+            file,
+            config,
+            listeners: Listeners::on_demand(),
+            created: false,
+        });
+    }
+    let init = InitOptions {
+        architecture: Architecture::TwoPhaseCommit,
+        shards: options.shards,
+        replicas: options.replicas,
+        sentinels: options.sentinels,
+        coordinators: options.coordinators,
+    };
+    let (file, ports) = init_cluster_holding_ports(dir, &init)?;
+    let config = ClusterConfig::load(&file)?;
+    Ok(PreparedCluster {
+        file,
+        config,
+        listeners: Listeners::reserved(ports),
+        created: true,
+    })
+}
+
+/// Every role of a cluster, running in this process.
+pub struct Cluster {
+    ctx: RoleContext,
+    /// In start order: shards, coordinators, sentinels.
+    roles: Vec<Running>,
+}
+
+impl Cluster {
+    /// Starts every replica of every group, then the sentinels. On failure, what was
+    /// started is stopped again before the error is returned.
+    pub async fn start(config: ClusterConfig, listeners: Listeners) -> Result<Self, NodeError> {
+        let ctx = RoleContext::new(config, listeners);
+        let mut cluster = Cluster {
+            ctx: ctx.clone(),
+            roles: Vec::new(),
+        };
+        if let Err(e) = cluster.start_all().await {
+            cluster.shutdown().await.ok();
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    async fn start_all(&mut self) -> Result<(), NodeError> {
+        let config = self.ctx.config.clone();
+        for (g, group) in config.shards.iter().enumerate() {
+            for r in &group.replicas {
+                self.roles.push(start_shard(&self.ctx, g, r.id).await?);
+            }
+        }
+        for (g, group) in config.coordinators.iter().enumerate() {
+            for r in &group.replicas {
+                self.roles
+                    .push(start_coordinator(&self.ctx, g, r.id).await?);
+            }
+        }
+        for s in &config.sentinels {
+            self.roles.push(start_sentinel(&self.ctx, s.id).await?);
+        }
+        Ok(())
+    }
+
+    /// The cluster file's configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.ctx.config
+    }
+
+    /// The sentinels' public endpoints.
+    pub fn sentinel_endpoints(&self) -> Vec<SocketAddr> {
+        self.ctx
+            .config
+            .sentinels
+            .iter()
+            .map(|s| s.endpoint)
+            .collect()
+    }
+
+    /// Names of the running roles, in start order.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.name().to_string()).collect()
+    }
+
+    /// Stops the sentinels first (no new work), then coordinators, then shards; returns
+    /// the first error after trying to stop everything.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let mut first_error = None;
+        for role in self.roles.into_iter().rev() {
+            let name = role.name().to_string();
+            if let Err(e) = role.shutdown().await {
+                tracing::error!(role = %name, error = %e, "stop failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

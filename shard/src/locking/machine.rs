@@ -1,0 +1,633 @@
+//! [`LockingShardMachine`]: the 2PC locking shard as a deterministic Raft state machine
+//! over the UHS store.
+//!
+//! Every command runs against a [`StagedBatch`] (the UHS, its locks and mint records)
+//! and the machine's `Tables` (dtx records, outcomes, tombstones), both staging into
+//! the one write batch the Raft wrapper writes with the last applied log id, and both
+//! keeping an overlay so that later commands of a run see earlier ones.
+//!
+//! Each command first checks, then stages with steps that cannot fail, so a refused
+//! command (a [`CommandRefusal`]) changes nothing. Business outcomes are values; only a
+//! failing disk or corrupt data is an `Err`, which stops the replica.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cbdc_consensus::{ConsensusError, StateMachine};
+use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
+use rocksdb::{WriteBatch, DB};
+
+use super::command::{
+    ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, LockResult, LockSlot, ShardCommand,
+    ShardResponse,
+};
+use super::error::LockingError;
+use super::outcome::{RejectCode, TxOutcome};
+use super::params::LockingShardParams;
+use super::tables::{
+    DtxRecord, OutcomeRecord, SlicedTx, StoredOutcome, Table, Tables, CF_DTXS, CF_DTX_ORDER,
+    CF_OUTCOMES, CF_OUTCOME_ORDER, CF_SHARD_META,
+};
+use crate::columns::ColumnFamilyNames;
+use crate::lock::{LockOwner, MintState};
+use crate::rejection::{OutputStatus, Rejection};
+use crate::staged::StagedBatch;
+use crate::store::{Audit, UhsStore};
+use crate::supply::Supply;
+
+/// Column family of the unspent outputs (the UHS store's default name).
+pub const CF_UHS: &str = "uhs";
+/// Column family of the input locks.
+pub const CF_UHS_LOCKS: &str = "uhs_locks";
+/// Column family of the mint records.
+pub const CF_UHS_MINTED: &str = "uhs_minted";
+/// Column family of the supply counters.
+pub const CF_UHS_META: &str = "uhs_meta";
+
+/// Every column family of the machine: the UHS store's, then its own.
+pub const LOCKING_SHARD_CFS: [&str; 9] = [
+    CF_UHS,
+    CF_UHS_LOCKS,
+    CF_UHS_MINTED,
+    CF_UHS_META,
+    CF_DTXS,
+    CF_DTX_ORDER,
+    CF_OUTCOMES,
+    CF_OUTCOME_ORDER,
+    CF_SHARD_META,
+];
+
+/// Where a dtx is in its life on this shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtxState {
+    /// Locked, waiting for `Apply`.
+    Locked,
+    /// Applied, waiting for `Discard`.
+    Applied,
+    /// Discarded; a tombstone remains.
+    Discarded,
+}
+
+/// A full audit of one shard: the UHS supply (scanned and recorded) and the 2PC
+/// bookkeeping, read by scanning everything. For tests and operators, not the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardAudit {
+    /// Count and value of the unspent outputs, recomputed and as recorded.
+    pub uhs: Audit,
+    /// Locks held on inputs and mint ids: zero once every dtx was applied.
+    pub locks_held: u64,
+    /// Dtxs locked and not applied.
+    pub locked_dtxs: u64,
+    /// Dtxs applied and not discarded.
+    pub applied_dtxs: u64,
+    /// Tombstones of discarded dtxs.
+    pub tombstones: u64,
+    /// Recorded transaction outcomes.
+    pub outcomes: u64,
+}
+
+/// The 2PC locking shard's state machine (see the module docs and
+/// [`cbdc_consensus::StateMachine`]).
+pub struct LockingShardMachine {
+    db: Arc<DB>,
+    store: UhsStore,
+    params: LockingShardParams,
+}
+
+impl LockingShardMachine {
+    /// The machine over a replica's database, which must have been opened with
+    /// [`LockingShardMachine::column_families`] (as `Replica::start` does).
+    pub fn new(db: Arc<DB>, params: LockingShardParams) -> Result<Self, ConsensusError> {
+        params.validate()?;
+        let names = ColumnFamilyNames {
+            uhs: CF_UHS.into(),
+            locks: CF_UHS_LOCKS.into(),
+            minted: CF_UHS_MINTED.into(),
+            meta: CF_UHS_META.into(),
+        };
+        let store = UhsStore::new(db.clone(), names).map_err(LockingError::from)?;
+        // Fails early on a database without the machine's own column families.
+        Tables::new(&db)?;
+        Ok(LockingShardMachine { db, store, params })
+    }
+
+    /// The UHS store the machine settles into (for reads and genesis seeding).
+    pub fn store(&self) -> &UhsStore {
+        &self.store
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &LockingShardParams {
+        &self.params
+    }
+
+    /// The prefixes this shard owns.
+    pub fn range(&self) -> ShardRange {
+        self.params.range
+    }
+
+    /// Whether this shard records the outcome of transaction `id` (routed like a UHS id
+    /// with the same bytes, as `ShardMap::shard_for_tx` does).
+    pub fn owns_tx(&self, id: &TxId) -> bool {
+        self.params.range.owns(&UhsId(id.0))
+    }
+
+    /// Unspent (and whether locked) or absent, for each of `ids`.
+    pub fn output_statuses(&self, ids: &[UhsId]) -> Result<Vec<OutputStatus>, LockingError> {
+        let values = self.store.multi_get(ids)?;
+        ids.iter()
+            .zip(values)
+            .map(|(id, value)| {
+                Ok(match value {
+                    None => OutputStatus::Absent,
+                    Some(value) => match self.store.lock_owner(id)? {
+                        Some(owner) => OutputStatus::Locked(value, owner),
+                        None => OutputStatus::Unspent(value),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The recorded outcome of each of `ids`.
+    pub fn tx_outcomes(&self, ids: &[TxId]) -> Result<Vec<TxOutcome>, LockingError> {
+        let tables = Tables::new(&self.db)?;
+        ids.iter()
+            .map(|id| {
+                Ok(tables
+                    .outcome(id)?
+                    .map_or(TxOutcome::Unknown, |r| r.state.to_outcome()))
+            })
+            .collect()
+    }
+
+    /// Where `dtx` is in its life here; `None` if unknown (or its tombstone was pruned).
+    pub fn dtx_state(&self, dtx: &DtxKey) -> Result<Option<DtxState>, LockingError> {
+        Ok(Tables::new(&self.db)?.dtx(dtx)?.map(|r| match r {
+            DtxRecord::Locked { .. } => DtxState::Locked,
+            DtxRecord::Applied => DtxState::Applied,
+            DtxRecord::Discarded { .. } => DtxState::Discarded,
+        }))
+    }
+
+    /// The incrementally kept count and value of the unspent outputs.
+    pub fn supply(&self) -> Result<Supply, LockingError> {
+        Ok(self.store.supply()?)
+    }
+
+    /// Scans everything (see [`ShardAudit`]).
+    pub fn audit(&self) -> Result<ShardAudit, LockingError> {
+        let uhs = self.store.audit()?;
+        let locks_held = self.store.lock_count()?;
+        let tables = Tables::new(&self.db)?;
+        let mut audit = ShardAudit {
+            uhs,
+            locks_held,
+            locked_dtxs: 0,
+            applied_dtxs: 0,
+            tombstones: 0,
+            outcomes: 0,
+        };
+        let mut it = self.db.raw_iterator_cf(tables.cf(Table::Dtxs));
+        it.seek_to_first();
+        while let Some(value) = it.value() {
+            match super::tables::decode::<DtxRecord>(CF_DTXS, value)? {
+                DtxRecord::Locked { .. } => audit.locked_dtxs += 1,
+                DtxRecord::Applied => audit.applied_dtxs += 1,
+                DtxRecord::Discarded { .. } => audit.tombstones += 1,
+            }
+            it.next();
+        }
+        it.status()?;
+        let mut it = self.db.raw_iterator_cf(tables.cf(Table::Outcomes));
+        it.seek_to_first();
+        while it.valid() {
+            audit.outcomes += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(audit)
+    }
+
+    pub(crate) fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    /// Runs `commands` in order into `batch`; one response each.
+    fn apply_commands(
+        &self,
+        batch: &mut WriteBatch,
+        commands: Vec<ShardCommand>,
+    ) -> Result<Vec<ShardResponse>, LockingError> {
+        let mut staged = self.store.stage(batch)?;
+        let mut tables = Tables::new(&self.db)?;
+        let mut responses = Vec::with_capacity(commands.len());
+        for command in commands {
+            let response = match command {
+                ShardCommand::Lock { dtx, txs } => self.lock(&mut staged, &mut tables, dtx, txs)?,
+                ShardCommand::Apply {
+                    dtx,
+                    commit,
+                    reasons,
+                } => self.apply_dtx(&mut staged, &mut tables, dtx, &commit, &reasons)?,
+                ShardCommand::Discard { dtx } => self.discard(&mut staged, &mut tables, dtx)?,
+            };
+            responses.push(response);
+        }
+        tables.prune(
+            staged.batch(),
+            self.params.dtx_tombstone_retention,
+            self.params.outcome_retention,
+        )?;
+        tables.finish(staged.batch());
+        staged.finish()?;
+        Ok(responses)
+    }
+
+    /// `Lock`: idempotent by dtx id. A dtx locked before gets its recorded results again;
+    /// one applied or discarded is refused ([`CommandRefusal::DtxFinished`]).
+    fn lock(
+        &self,
+        s: &mut StagedBatch<'_>,
+        t: &mut Tables<'_>,
+        dtx: DtxKey,
+        slots: Vec<LockSlot>,
+    ) -> Result<ShardResponse, LockingError> {
+        match t.dtx(&dtx)? {
+            Some(DtxRecord::Locked { results, .. }) => {
+                return Ok(ShardResponse::Locked {
+                    results,
+                    repeated: true,
+                })
+            }
+            Some(DtxRecord::Applied | DtxRecord::Discarded { .. }) => {
+                return Ok(ShardResponse::Refused(CommandRefusal::DtxFinished { dtx }))
+            }
+            None => {}
+        }
+        if u32::try_from(slots.len()).is_err() {
+            return Ok(ShardResponse::Refused(
+                CommandRefusal::TooManyTransactions {
+                    count: slots.len() as u64,
+                },
+            ));
+        }
+        let mut results = Vec::with_capacity(slots.len());
+        let mut sliced = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.into_iter().enumerate() {
+            // Fits: the number of slots was checked above.
+            let owner = dtx.owner(i as u32);
+            let (result, tx) = match slot {
+                LockSlot::Refused { id, reason } => (
+                    LockResult::refused(reason, None),
+                    SlicedTx::unlocked(id, self.owns_tx(&id)),
+                ),
+                LockSlot::Check(tx) => self.lock_one(s, t, owner, &tx)?,
+            };
+            results.push(result);
+            sliced.push(tx);
+        }
+        t.put_dtx(
+            s.batch(),
+            &dtx,
+            &DtxRecord::Locked {
+                txs: sliced,
+                results: results.clone(),
+            },
+        )?;
+        Ok(ShardResponse::Locked {
+            results,
+            repeated: false,
+        })
+    }
+
+    /// Prepares one transaction: the parts this shard owns are checked and locked for
+    /// `owner`, or nothing is.
+    fn lock_one(
+        &self,
+        s: &mut StagedBatch<'_>,
+        t: &mut Tables<'_>,
+        owner: LockOwner,
+        tx: &CompactTransaction,
+    ) -> Result<(LockResult, SlicedTx), LockingError> {
+        let range = self.params.range;
+        let owns_id = self.owns_tx(&tx.id);
+        let unlocked = || SlicedTx::unlocked(tx.id, owns_id);
+        let previous = if owns_id { t.outcome(&tx.id)? } else { None };
+        if previous.is_some_and(|r| r.state == StoredOutcome::Committed) {
+            return Ok((LockResult::committed_before(), unlocked()));
+        }
+
+        let mint = (tx.is_mint() && owns_id).then_some(&tx.id);
+        // A replayed mint is named as such, before its outputs (which exist, if the
+        // replay is exact) are found taken.
+        if let Some(id) = mint {
+            if s.mint_state(id)? == Some(MintState::Recorded) {
+                return Ok((
+                    LockResult::refused(RejectCode::MintReplay, None),
+                    unlocked(),
+                ));
+            }
+        }
+
+        // Outputs before inputs: check_and_lock stages its locks as soon as it succeeds.
+        let outputs: Vec<(UhsId, Amount)> = tx
+            .outputs
+            .iter()
+            .filter(|(id, _)| range.owns(id))
+            .copied()
+            .collect();
+        if outputs_taken(s, &outputs)? {
+            return Ok((
+                LockResult::refused(RejectCode::OutputExists, None),
+                unlocked(),
+            ));
+        }
+
+        // The owned inputs, and where each sits in the whole transaction, so that a
+        // refusal names the input the client knows.
+        let (positions, inputs): (Vec<usize>, Vec<UhsId>) = tx
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| range.owns(id))
+            .map(|(i, id)| (i, *id))
+            .unzip();
+        if let Err(rejection) = s.check_and_lock(owner, &inputs, mint)? {
+            let input_index = rejected_input(&rejection)
+                .and_then(|i| positions.get(i))
+                .and_then(|&p| u32::try_from(p).ok());
+            let code = RejectCode::from_rejection(&rejection);
+            return Ok((LockResult::refused(code, input_index), unlocked()));
+        }
+
+        if owns_id {
+            match previous.map(|r| r.state) {
+                // Another dtx carrying the same transaction (a retry) holds the record:
+                // leave it to that dtx, which settles or releases it.
+                Some(StoredOutcome::Pending { .. }) => {}
+                // New, or a new attempt after a rejection: the newest record.
+                _ => t.put_outcome(s.batch(), &tx.id, StoredOutcome::pending(owner), None)?,
+            }
+        }
+        let sliced = SlicedTx {
+            id: tx.id,
+            owns_id,
+            inputs,
+            outputs: outputs.iter().map(|(id, v)| (*id, v.cents())).collect(),
+            mint: mint.is_some(),
+        };
+        Ok((LockResult::locked(), sliced))
+    }
+
+    /// `Apply`: idempotent by dtx id. An unknown dtx is marked applied (so that a late
+    /// `Lock` is refused), an applied or discarded one is left alone.
+    fn apply_dtx(
+        &self,
+        s: &mut StagedBatch<'_>,
+        t: &mut Tables<'_>,
+        dtx: DtxKey,
+        commit: &[bool],
+        reasons: &[Option<RejectCode>],
+    ) -> Result<ShardResponse, LockingError> {
+        let (txs, results) = match t.dtx(&dtx)? {
+            None => {
+                t.put_dtx(s.batch(), &dtx, &DtxRecord::Applied)?;
+                return Ok(ShardResponse::Applied(ApplyOutcome::UnknownDtx));
+            }
+            Some(DtxRecord::Applied) => {
+                return Ok(ShardResponse::Applied(ApplyOutcome::AlreadyApplied))
+            }
+            Some(DtxRecord::Discarded { .. }) => {
+                return Ok(ShardResponse::Applied(ApplyOutcome::AlreadyDiscarded))
+            }
+            Some(DtxRecord::Locked { txs, results }) => (txs, results),
+        };
+        if commit.len() != txs.len() {
+            return Ok(ShardResponse::Refused(CommandRefusal::FlagCount {
+                expected: txs.len() as u64,
+                got: commit.len() as u64,
+            }));
+        }
+        if !reasons.is_empty() && reasons.len() != txs.len() {
+            return Ok(ShardResponse::Refused(CommandRefusal::ReasonCount {
+                expected: txs.len() as u64,
+                got: reasons.len() as u64,
+            }));
+        }
+        if let Some(refusal) = check_commits(s, dtx, &txs, &results, commit)? {
+            return Ok(ShardResponse::Refused(refusal));
+        }
+
+        // Checked: from here on the store cannot refuse anything.
+        for (i, ((tx, result), &commit)) in txs.iter().zip(&results).zip(commit).enumerate() {
+            // Fits: the dtx was locked with at most u32::MAX transactions.
+            let tx_index = i as u32;
+            let owner = dtx.owner(tx_index);
+            let mint = tx.mint.then_some(&tx.id);
+            if commit {
+                let outputs: Vec<(UhsId, Amount)> = tx
+                    .outputs
+                    .iter()
+                    .map(|(id, cents)| (*id, Amount::from_cents(*cents)))
+                    .collect();
+                if let Err(rejection) = s.apply(owner, &tx.inputs, &outputs, mint)? {
+                    return Err(LockingError::Invariant {
+                        tx_index,
+                        detail: rejection.to_string(),
+                    });
+                }
+                if tx.owns_id {
+                    record_commit(s, t, &tx.id)?;
+                }
+            } else {
+                s.release(owner, &tx.inputs, mint)?;
+                if tx.owns_id {
+                    // The coordinator knows the real reason (another shard's refusal);
+                    // this shard's own refusal is the next best; ABORTED says nothing.
+                    let reason = reasons
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .or(result.reason)
+                        .unwrap_or(RejectCode::Aborted);
+                    record_rejection(s, t, &tx.id, owner, reason)?;
+                }
+            }
+        }
+        t.put_dtx(s.batch(), &dtx, &DtxRecord::Applied)?;
+        Ok(ShardResponse::Applied(ApplyOutcome::Applied))
+    }
+
+    /// `Discard`: idempotent. Leaves a tombstone (also for an unknown dtx, so that a late
+    /// `Lock` is refused); a locked dtx that was not applied is refused, since its locks
+    /// would stay held forever.
+    fn discard(
+        &self,
+        s: &mut StagedBatch<'_>,
+        t: &mut Tables<'_>,
+        dtx: DtxKey,
+    ) -> Result<ShardResponse, LockingError> {
+        Ok(match t.dtx(&dtx)? {
+            None => {
+                t.put_tombstone(s.batch(), &dtx)?;
+                ShardResponse::Discarded(DiscardOutcome::UnknownDtx)
+            }
+            Some(DtxRecord::Locked { .. }) => {
+                ShardResponse::Refused(CommandRefusal::NotApplied { dtx })
+            }
+            Some(DtxRecord::Applied) => {
+                t.put_tombstone(s.batch(), &dtx)?;
+                ShardResponse::Discarded(DiscardOutcome::Discarded)
+            }
+            Some(DtxRecord::Discarded { .. }) => {
+                ShardResponse::Discarded(DiscardOutcome::AlreadyDiscarded)
+            }
+        })
+    }
+}
+
+/// Whether an owned output exists already or appears twice in `outputs`.
+fn outputs_taken(s: &StagedBatch<'_>, outputs: &[(UhsId, Amount)]) -> Result<bool, LockingError> {
+    let mut seen = HashSet::with_capacity(outputs.len());
+    for (id, _) in outputs {
+        if !seen.insert(*id) || s.get(id)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The position (among the inputs passed to the store) of the input a rejection names.
+fn rejected_input(rejection: &Rejection) -> Option<usize> {
+    match *rejection {
+        Rejection::InputMissing { index, .. }
+        | Rejection::InputLocked { index, .. }
+        | Rejection::DuplicateInput { index, .. } => Some(index),
+        _ => None,
+    }
+}
+
+/// Why the commits of an `Apply` cannot be staged, if they cannot: a commit for a
+/// transaction that was not locked here, or a state that no longer matches the locks
+/// taken. Checks everything [`StagedBatch::apply`] would, so that after it passes no
+/// commit of the command can be refused half-way.
+fn check_commits(
+    s: &StagedBatch<'_>,
+    dtx: DtxKey,
+    txs: &[SlicedTx],
+    results: &[LockResult],
+    commit: &[bool],
+) -> Result<Option<CommandRefusal>, LockingError> {
+    let mut created = HashSet::new();
+    for (i, ((tx, result), _)) in txs
+        .iter()
+        .zip(results)
+        .zip(commit)
+        .enumerate()
+        .filter(|(_, (_, &commit))| commit)
+    {
+        let tx_index = i as u32;
+        if !result.locked {
+            return Ok(Some(CommandRefusal::CommitNotLocked { dtx, tx_index }));
+        }
+        let owner = dtx.owner(tx_index);
+        let diverged = |detail: String| {
+            Ok(Some(CommandRefusal::Diverged {
+                dtx,
+                tx_index,
+                detail,
+            }))
+        };
+        for id in &tx.inputs {
+            if s.get(id)?.is_none() {
+                return diverged(format!("input {id} is no longer unspent"));
+            }
+            if s.lock_owner(id)? != Some(owner) {
+                return diverged(format!("input {id} is no longer locked for the dtx"));
+            }
+        }
+        for (id, _) in &tx.outputs {
+            if !created.insert(*id) || s.get(id)?.is_some() {
+                return diverged(format!("output {id} already exists"));
+            }
+        }
+        if tx.mint && s.mint_state(&tx.id)? != Some(MintState::Locked(owner)) {
+            return diverged(format!("mint {} is no longer locked for the dtx", tx.id));
+        }
+    }
+    Ok(None)
+}
+
+/// Records `tx` as committed, keeping its place in the outcome order.
+fn record_commit(
+    s: &mut StagedBatch<'_>,
+    t: &mut Tables<'_>,
+    tx: &TxId,
+) -> Result<(), LockingError> {
+    let previous = t.outcome(tx)?;
+    if previous.is_some_and(|r| r.state == StoredOutcome::Committed) {
+        return Ok(());
+    }
+    t.put_outcome(
+        s.batch(),
+        tx,
+        StoredOutcome::Committed,
+        previous.map(|r| r.seq),
+    )
+}
+
+/// Records `tx`, aborted in the dtx of `owner`, as rejected — unless it committed (in
+/// another dtx: a commit is final) or another dtx holds it pending (that one decides).
+fn record_rejection(
+    s: &mut StagedBatch<'_>,
+    t: &mut Tables<'_>,
+    tx: &TxId,
+    owner: LockOwner,
+    reason: RejectCode,
+) -> Result<(), LockingError> {
+    let previous: Option<OutcomeRecord> = t.outcome(tx)?;
+    if let Some(record) = previous {
+        if record.state == StoredOutcome::Committed {
+            return Ok(());
+        }
+        if record.state.pending_owner().is_some_and(|o| o != owner) {
+            return Ok(());
+        }
+    }
+    t.put_outcome(
+        s.batch(),
+        tx,
+        StoredOutcome::Rejected(reason),
+        previous.map(|r| r.seq),
+    )
+}
+
+impl StateMachine for LockingShardMachine {
+    type Command = ShardCommand;
+    type Response = ShardResponse;
+
+    fn column_families() -> &'static [&'static str] {
+        &LOCKING_SHARD_CFS
+    }
+
+    fn apply(
+        &mut self,
+        batch: &mut WriteBatch,
+        commands: Vec<ShardCommand>,
+    ) -> Result<Vec<ShardResponse>, ConsensusError> {
+        Ok(self.apply_commands(batch, commands)?)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, ConsensusError> {
+        Ok(super::snapshot::write(self)?)
+    }
+
+    fn install_snapshot(
+        &mut self,
+        batch: &mut WriteBatch,
+        data: &[u8],
+    ) -> Result<(), ConsensusError> {
+        Ok(super::snapshot::install(self, batch, data)?)
+    }
+}

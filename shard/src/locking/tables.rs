@@ -1,0 +1,471 @@
+//! The locking shard's own column families, their records, and the overlay through which
+//! one `apply` call reads what it staged.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `shard_dtxs` | [`DtxKey`] bytes | [`DtxRecord`]: locked (slice + results), applied, or a tombstone |
+//! | `shard_dtx_order` | tombstone number `u64 BE` | [`DtxKey`] bytes |
+//! | `shard_outcomes` | `TxId` | [`OutcomeRecord`]: pending, committed or rejected, and its number |
+//! | `shard_outcome_order` | outcome number `u64 BE` | `TxId` |
+//! | `shard_meta` | `dtx_tombstones`, `outcomes` | [`Window`] of live numbers |
+//!
+//! Tombstones and outcomes are numbered in the order they are written; the order tables
+//! let the oldest be pruned first without a scan, and the windows say which numbers may
+//! still be live. Values are bincode; [`DtxRecord`], [`StoredOutcome`] and the command
+//! types they embed are therefore a format (append variants, never reorder).
+//!
+//! A Raft state machine stages a whole run of commands into one write batch, which cannot
+//! be read back, so [`Tables`] keeps every key it changed in an overlay consulted before
+//! the database — as [`crate::StagedBatch`] does for the UHS — for as long as one `apply`
+//! call lasts.
+
+use std::collections::HashMap;
+
+use cbdc_core::{TxId, UhsId};
+use rocksdb::{ColumnFamily, WriteBatch, DB};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::command::{DtxKey, LockResult};
+use super::error::LockingError;
+use super::outcome::{RejectCode, TxOutcome};
+use crate::lock::LockOwner;
+
+/// Column family of the dtx records and tombstones.
+pub const CF_DTXS: &str = "shard_dtxs";
+/// Column family of the tombstones' order (oldest first).
+pub const CF_DTX_ORDER: &str = "shard_dtx_order";
+/// Column family of the transaction outcomes, by tx id.
+pub const CF_OUTCOMES: &str = "shard_outcomes";
+/// Column family of the outcomes' order (oldest first).
+pub const CF_OUTCOME_ORDER: &str = "shard_outcome_order";
+/// Column family of the two windows of live numbers.
+pub const CF_SHARD_META: &str = "shard_meta";
+
+const META_TOMBSTONES: &[u8] = b"dtx_tombstones";
+const META_OUTCOMES: &[u8] = b"outcomes";
+
+/// The machine's own tables (one column family each), in snapshot order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Table {
+    Dtxs,
+    DtxOrder,
+    Outcomes,
+    OutcomeOrder,
+    Meta,
+}
+
+impl Table {
+    pub(crate) const ALL: [Table; 5] = [
+        Table::Dtxs,
+        Table::DtxOrder,
+        Table::Outcomes,
+        Table::OutcomeOrder,
+        Table::Meta,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Dtxs => CF_DTXS,
+            Table::DtxOrder => CF_DTX_ORDER,
+            Table::Outcomes => CF_OUTCOMES,
+            Table::OutcomeOrder => CF_OUTCOME_ORDER,
+            Table::Meta => CF_SHARD_META,
+        }
+    }
+
+    /// Checks that `key → value` is a record this code writes in this table.
+    pub(crate) fn validate(self, key: &[u8], value: &[u8]) -> Result<(), LockingError> {
+        let bad = |reason: &str| LockingError::Corrupt {
+            table: self.name(),
+            reason: reason.to_string(),
+        };
+        match self {
+            Table::Dtxs => {
+                DtxKey::from_bytes(key).ok_or_else(|| bad("key is not a dtx id"))?;
+                decode::<DtxRecord>(self.name(), value)?;
+            }
+            Table::DtxOrder => {
+                seq_from_key(self.name(), key)?;
+                DtxKey::from_bytes(value).ok_or_else(|| bad("value is not a dtx id"))?;
+            }
+            Table::Outcomes => {
+                TxId::from_slice(key).ok_or_else(|| bad("key is not a tx id"))?;
+                decode::<OutcomeRecord>(self.name(), value)?;
+            }
+            Table::OutcomeOrder => {
+                seq_from_key(self.name(), key)?;
+                TxId::from_slice(value).ok_or_else(|| bad("value is not a tx id"))?;
+            }
+            Table::Meta => {
+                if key != META_TOMBSTONES && key != META_OUTCOMES {
+                    return Err(bad("unknown metadata key"));
+                }
+                Window::from_bytes(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the shard keeps of one transaction of a locked dtx: only the parts it owns, so
+/// that `Apply` does not depend on the range it is configured with later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SlicedTx {
+    /// The transaction's id.
+    pub id: TxId,
+    /// Whether this shard owns the id (and so records the outcome).
+    pub owns_id: bool,
+    /// Owned inputs, locked for the dtx (empty when the lock was refused).
+    pub inputs: Vec<UhsId>,
+    /// Owned outputs and their values in cents (empty when the lock was refused).
+    pub outputs: Vec<(UhsId, u64)>,
+    /// Whether this shard locked the id as a mint.
+    pub mint: bool,
+}
+
+impl SlicedTx {
+    /// A transaction that locked nothing here: abort has nothing to release.
+    pub(crate) fn unlocked(id: TxId, owns_id: bool) -> Self {
+        SlicedTx {
+            id,
+            owns_id,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            mint: false,
+        }
+    }
+}
+
+/// The shard's record of one dtx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum DtxRecord {
+    /// Locked, waiting for `Apply`.
+    Locked {
+        txs: Vec<SlicedTx>,
+        results: Vec<LockResult>,
+    },
+    /// Applied, waiting for `Discard`.
+    Applied,
+    /// Discarded; `seq` is its place in the tombstone order.
+    Discarded { seq: u64 },
+}
+
+/// A recorded outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StoredOutcome {
+    /// Locked by this owner, not applied yet.
+    Pending {
+        coordinator: u32,
+        dtx: u64,
+        tx_index: u32,
+    },
+    Committed,
+    Rejected(RejectCode),
+}
+
+impl StoredOutcome {
+    pub(crate) fn pending(owner: LockOwner) -> Self {
+        StoredOutcome::Pending {
+            coordinator: owner.coordinator,
+            dtx: owner.dtx,
+            tx_index: owner.tx_index,
+        }
+    }
+
+    /// The owner of a pending outcome.
+    pub(crate) fn pending_owner(&self) -> Option<LockOwner> {
+        match *self {
+            StoredOutcome::Pending {
+                coordinator,
+                dtx,
+                tx_index,
+            } => Some(LockOwner {
+                coordinator,
+                dtx,
+                tx_index,
+            }),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn to_outcome(self) -> TxOutcome {
+        match self {
+            StoredOutcome::Pending { .. } => TxOutcome::Pending,
+            StoredOutcome::Committed => TxOutcome::Committed,
+            StoredOutcome::Rejected(code) => TxOutcome::Rejected(code),
+        }
+    }
+}
+
+/// An outcome and its place in the outcome order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OutcomeRecord {
+    pub seq: u64,
+    pub state: StoredOutcome,
+}
+
+/// The numbers `first..next` that may still have a live record; `next - first` is what
+/// counts against a retention bound (stale order entries included, see
+/// [`Tables::prune`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub first: u64,
+    pub next: u64,
+}
+
+impl Window {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.first.to_le_bytes());
+        out[8..].copy_from_slice(&self.next.to_le_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, LockingError> {
+        let bad = || LockingError::Corrupt {
+            table: CF_SHARD_META,
+            reason: "window is not 16 bytes of two ordered counters".into(),
+        };
+        let bytes: &[u8; 16] = bytes.try_into().map_err(|_| bad())?;
+        let (first, next) = bytes.split_at(8);
+        let window = Window {
+            first: u64::from_le_bytes(first.try_into().map_err(|_| bad())?),
+            next: u64::from_le_bytes(next.try_into().map_err(|_| bad())?),
+        };
+        if window.first > window.next {
+            return Err(bad());
+        }
+        Ok(window)
+    }
+
+    fn len(self) -> u64 {
+        self.next - self.first
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, LockingError> {
+    bincode::serialize(value).map_err(|e| LockingError::Encode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, LockingError> {
+    bincode::deserialize(bytes).map_err(|e| LockingError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn seq_from_key(table: &'static str, key: &[u8]) -> Result<u64, LockingError> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| LockingError::Corrupt {
+        table,
+        reason: "order key is not 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// The machine's tables as one `apply` call leaves them: the database plus an overlay of
+/// what the call staged. Also used, with an empty overlay, for plain reads.
+pub(crate) struct Tables<'a> {
+    db: &'a DB,
+    cfs: [&'a ColumnFamily; 5],
+    /// Keys changed by this call: `Some(value)` written, `None` deleted.
+    overlay: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    tombstones: Window,
+    outcomes: Window,
+    windows_dirty: bool,
+}
+
+impl<'a> Tables<'a> {
+    /// The tables of `db`, with the windows as last written.
+    pub(crate) fn new(db: &'a DB) -> Result<Self, LockingError> {
+        let cf = |t: Table| {
+            db.cf_handle(t.name())
+                .ok_or(LockingError::MissingColumnFamily(t.name()))
+        };
+        let cfs = [
+            cf(Table::Dtxs)?,
+            cf(Table::DtxOrder)?,
+            cf(Table::Outcomes)?,
+            cf(Table::OutcomeOrder)?,
+            cf(Table::Meta)?,
+        ];
+        let read_window = |key: &[u8]| -> Result<Window, LockingError> {
+            match db.get_pinned_cf(cfs[Table::Meta as usize], key)? {
+                Some(bytes) => Window::from_bytes(&bytes),
+                None => Ok(Window::default()),
+            }
+        };
+        let tombstones = read_window(META_TOMBSTONES)?;
+        let outcomes = read_window(META_OUTCOMES)?;
+        Ok(Tables {
+            db,
+            cfs,
+            overlay: HashMap::new(),
+            tombstones,
+            outcomes,
+            windows_dirty: false,
+        })
+    }
+
+    pub(crate) fn cf(&self, table: Table) -> &'a ColumnFamily {
+        self.cfs[table as usize]
+    }
+
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, LockingError> {
+        if let Some(staged) = self.overlay.get(&(table, key.to_vec())) {
+            return Ok(staged.clone());
+        }
+        Ok(self.db.get_cf(self.cf(table), key)?)
+    }
+
+    fn put(&mut self, batch: &mut WriteBatch, table: Table, key: &[u8], value: Vec<u8>) {
+        batch.put_cf(self.cf(table), key, &value);
+        self.overlay.insert((table, key.to_vec()), Some(value));
+    }
+
+    fn delete(&mut self, batch: &mut WriteBatch, table: Table, key: &[u8]) {
+        batch.delete_cf(self.cf(table), key);
+        self.overlay.insert((table, key.to_vec()), None);
+    }
+
+    /// The record of `dtx`, if any.
+    pub(crate) fn dtx(&self, dtx: &DtxKey) -> Result<Option<DtxRecord>, LockingError> {
+        self.get(Table::Dtxs, &dtx.to_bytes())?
+            .map(|bytes| decode(CF_DTXS, &bytes))
+            .transpose()
+    }
+
+    /// Stages `record` as the record of `dtx`.
+    pub(crate) fn put_dtx(
+        &mut self,
+        batch: &mut WriteBatch,
+        dtx: &DtxKey,
+        record: &DtxRecord,
+    ) -> Result<(), LockingError> {
+        let value = encode("dtx", record)?;
+        self.put(batch, Table::Dtxs, &dtx.to_bytes(), value);
+        Ok(())
+    }
+
+    /// Replaces the record of `dtx` by a tombstone, the newest in the tombstone order.
+    pub(crate) fn put_tombstone(
+        &mut self,
+        batch: &mut WriteBatch,
+        dtx: &DtxKey,
+    ) -> Result<(), LockingError> {
+        let seq = self.tombstones.next;
+        self.put_dtx(batch, dtx, &DtxRecord::Discarded { seq })?;
+        self.put(
+            batch,
+            Table::DtxOrder,
+            &seq_key(seq),
+            dtx.to_bytes().to_vec(),
+        );
+        self.tombstones.next = seq + 1;
+        self.windows_dirty = true;
+        Ok(())
+    }
+
+    /// The recorded outcome of `tx`, if any.
+    pub(crate) fn outcome(&self, tx: &TxId) -> Result<Option<OutcomeRecord>, LockingError> {
+        self.get(Table::Outcomes, tx.as_bytes())?
+            .map(|bytes| decode(CF_OUTCOMES, &bytes))
+            .transpose()
+    }
+
+    /// Stages `state` as the outcome of `tx`, keeping its place in the outcome order
+    /// (`seq`) or, with `None`, making it the newest.
+    pub(crate) fn put_outcome(
+        &mut self,
+        batch: &mut WriteBatch,
+        tx: &TxId,
+        state: StoredOutcome,
+        seq: Option<u64>,
+    ) -> Result<(), LockingError> {
+        let seq = match seq {
+            Some(seq) => seq,
+            None => {
+                let seq = self.outcomes.next;
+                self.put(
+                    batch,
+                    Table::OutcomeOrder,
+                    &seq_key(seq),
+                    tx.as_bytes().to_vec(),
+                );
+                self.outcomes.next = seq + 1;
+                self.windows_dirty = true;
+                seq
+            }
+        };
+        let value = encode("outcome", &OutcomeRecord { seq, state })?;
+        self.put(batch, Table::Outcomes, tx.as_bytes(), value);
+        Ok(())
+    }
+
+    /// Deletes the oldest tombstones and outcomes until at most `max_tombstones` and
+    /// `max_outcomes` numbers are live.
+    ///
+    /// An order entry whose record has moved on (an outcome re-numbered when its
+    /// transaction was locked again by a later dtx) is stale: it still counts until it is
+    /// pruned, but pruning it deletes only the order entry. So the bound holds for the
+    /// records, and a retried transaction uses one number per dtx it was locked in.
+    pub(crate) fn prune(
+        &mut self,
+        batch: &mut WriteBatch,
+        max_tombstones: u64,
+        max_outcomes: u64,
+    ) -> Result<(), LockingError> {
+        while self.tombstones.len() > max_tombstones {
+            let seq = self.tombstones.first;
+            let key = seq_key(seq);
+            if let Some(dtx_bytes) = self.get(Table::DtxOrder, &key)? {
+                let dtx = DtxKey::from_bytes(&dtx_bytes).ok_or_else(|| LockingError::Corrupt {
+                    table: CF_DTX_ORDER,
+                    reason: "value is not a dtx id".into(),
+                })?;
+                if self.dtx(&dtx)? == Some(DtxRecord::Discarded { seq }) {
+                    self.delete(batch, Table::Dtxs, &dtx_bytes);
+                }
+                self.delete(batch, Table::DtxOrder, &key);
+            }
+            self.tombstones.first = seq + 1;
+            self.windows_dirty = true;
+        }
+        while self.outcomes.len() > max_outcomes {
+            let seq = self.outcomes.first;
+            let key = seq_key(seq);
+            if let Some(tx_bytes) = self.get(Table::OutcomeOrder, &key)? {
+                let tx = TxId::from_slice(&tx_bytes).ok_or_else(|| LockingError::Corrupt {
+                    table: CF_OUTCOME_ORDER,
+                    reason: "value is not a tx id".into(),
+                })?;
+                if self.outcome(&tx)?.is_some_and(|r| r.seq == seq) {
+                    self.delete(batch, Table::Outcomes, &tx_bytes);
+                }
+                self.delete(batch, Table::OutcomeOrder, &key);
+            }
+            self.outcomes.first = seq + 1;
+            self.windows_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Stages the windows, if they changed. Call once, at the end of the `apply` call.
+    pub(crate) fn finish(self, batch: &mut WriteBatch) {
+        if self.windows_dirty {
+            let meta = self.cf(Table::Meta);
+            batch.put_cf(meta, META_TOMBSTONES, self.tombstones.to_bytes());
+            batch.put_cf(meta, META_OUTCOMES, self.outcomes.to_bytes());
+        }
+    }
+}
