@@ -47,6 +47,8 @@ use crate::shards::{LockVote, ShardError, ShardGroups};
 /// Batches at least this large have their attestations checked on the blocking pool
 /// with rayon, so that big batches never stall the async threads.
 const PARALLEL_VERIFY_FROM: usize = 64;
+/// Largest allowed `batch_size` (see [`CoordinatorParams::batch_size`]).
+pub const MAX_BATCH_SIZE: usize = 16_384;
 /// Requests queued for the batcher before `ExecuteBatch` callers wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
 /// First pause before retrying a failed step; doubled up to [`MAX_BACKOFF`].
@@ -64,17 +66,19 @@ pub struct CoordinatorParams {
     /// This coordinator group's id: the `coordinator` part of every dtx id it issues, so
     /// that shards can tell dtxs of different groups apart.
     pub group: u32,
-    /// Most transactions in one dtx (1..=65536). Bigger dtxs amortize the Raft writes
-    /// and shard round trips; smaller ones cut latency.
+    /// Most transactions in one dtx (1..=16384). Bigger dtxs amortize the Raft writes
+    /// and shard round trips; smaller ones cut latency. The cap keeps one dtx's Prepare
+    /// entry and Lock request (about 700 bytes per attested transaction) well inside the
+    /// internal message limit.
     pub batch_size: usize,
     /// How long the batcher waits for a dtx to fill once it holds a first transaction.
-    pub batch_delay: std::time::Duration,
+    pub batch_delay: Duration,
     /// Most dtxs between Prepare and answer at once (at least 1); as many more may be
     /// discarding.
     pub max_in_flight: usize,
     /// Longest an `ExecuteBatch` call waits for its verdicts before answering
     /// UNAVAILABLE (its transactions stay in flight; a retry joins them).
-    pub request_timeout: std::time::Duration,
+    pub request_timeout: Duration,
 }
 
 impl Default for CoordinatorParams {
@@ -92,7 +96,7 @@ impl Default for CoordinatorParams {
 impl CoordinatorParams {
     /// Checks the ranges documented on each field.
     pub fn validate(&self) -> Result<(), CoordinatorError> {
-        let max_batch = cbdc_proto::convert::MAX_BATCH_TRANSACTIONS;
+        let max_batch = MAX_BATCH_SIZE;
         if self.batch_size == 0 || self.batch_size > max_batch {
             return Err(CoordinatorError::InvalidParams(format!(
                 "batch_size is {}, must be 1..={max_batch}",
@@ -1128,5 +1132,57 @@ async fn run_finisher(
         if inner.replicate_done(&stop, batch).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_params_validate() {
+        assert!(CoordinatorParams::default().validate().is_ok());
+        for bad in [
+            CoordinatorParams {
+                batch_size: 0,
+                ..Default::default()
+            },
+            CoordinatorParams {
+                batch_size: MAX_BATCH_SIZE + 1,
+                ..Default::default()
+            },
+            CoordinatorParams {
+                max_in_flight: 0,
+                ..Default::default()
+            },
+            CoordinatorParams {
+                request_timeout: Duration::ZERO,
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(
+                bad.validate(),
+                Err(CoordinatorError::InvalidParams(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn test_request_slot_first_outcome_wins_and_wakes_once() {
+        let (tx, mut rx) = oneshot::channel();
+        let slot = RequestSlot::new(3, 2, tx);
+        slot.fill(0, Settled::Verdict(Verdict::Commit));
+        assert!(rx.try_recv().is_err(), "one position still waiting");
+        slot.fill(0, Settled::Unavailable);
+        slot.fill(2, Settled::Unavailable);
+        slot.fill(7, Settled::Unavailable);
+        assert!(rx.try_recv().is_ok());
+        let outcomes = slot.take_outcomes();
+        assert!(matches!(
+            outcomes[0],
+            Some(Settled::Verdict(Verdict::Commit))
+        ));
+        assert!(outcomes[1].is_none());
+        assert!(matches!(outcomes[2], Some(Settled::Unavailable)));
     }
 }

@@ -43,7 +43,7 @@ pub mod machine;
 pub mod service;
 pub mod shards;
 
-pub use driver::{Coordinator, CoordinatorParams};
+pub use driver::{Coordinator, CoordinatorParams, MAX_BATCH_SIZE};
 pub use dtx::{decide, split, ShardSlice, Verdict};
 pub use error::CoordinatorError;
 pub use machine::{

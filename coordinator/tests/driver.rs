@@ -445,3 +445,57 @@ async fn test_leader_change_mid_dtx_new_leader_finishes() -> anyhow::Result<()> 
     }
     group.shutdown().await
 }
+
+/// Rough throughput of one group (1 replica, RocksDB) against in-memory shards: run with
+/// `cargo test -p cbdc-coordinator --test driver -- --ignored --nocapture throughput`
+/// (58k tx/s on the 2-core dev machine with batches of 2000, debug profile).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check"]
+async fn test_throughput_in_memory_shards() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let shards = MemoryShards::new(8);
+    let sentinel = Sentinel::new();
+    let group = Group::start(dir.path(), 1).await?;
+    group.wait_leader(WAIT).await?;
+    let params = cbdc_coordinator::CoordinatorParams {
+        batch_size: 2000,
+        batch_delay: Duration::from_millis(2),
+        max_in_flight: 8,
+        ..params()
+    };
+    let coordinator = std::sync::Arc::new(cbdc_coordinator::Coordinator::start(
+        group.handle(1),
+        params,
+        sentinel.verifier.clone(),
+        shards.clone(),
+    )?);
+    wait_until("accepting", WAIT, || coordinator.is_accepting()).await?;
+
+    const REQUESTS: usize = 100;
+    const PER_REQUEST: usize = 500;
+    let batches: Vec<Vec<CompactTransaction>> = (0..REQUESTS)
+        .map(|_| sentinel.attest((0..PER_REQUEST).map(|_| funded(&shards, 2, 2)).collect()))
+        .collect();
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            let coordinator = coordinator.clone();
+            tokio::spawn(async move { coordinator.execute(batch).await })
+        })
+        .collect();
+    for task in tasks {
+        let results = task.await??;
+        assert!(results.iter().all(confirmed));
+    }
+    let elapsed = start.elapsed();
+    let total = REQUESTS * PER_REQUEST;
+    println!(
+        "{total} txs in {elapsed:?}: {:.0} tx/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    if let Ok(coordinator) = std::sync::Arc::try_unwrap(coordinator) {
+        coordinator.shutdown().await;
+    }
+    group.shutdown().await
+}

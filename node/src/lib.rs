@@ -5,8 +5,11 @@
 //! - [`roles`]: starting one shard replica, coordinator replica or sentinel from the file
 //!   (`cbdc run`), with sockets from [`listeners`];
 //! - [`cluster`]: every role of a cluster in one process (`cbdc dev`, tests, benchmarks);
-//! - [`demo`]: the scripted mint-and-spend of `cbdc dev --demo`.
+//! - [`demo`]: the scripted mint-and-spend of `cbdc dev --demo`;
+//! - [`bench_cmd`]: `cbdc bench` on the embedded cluster (seeded with genesis outputs) or
+//!   an external one.
 
+pub mod bench_cmd;
 pub mod cluster;
 pub mod config;
 pub mod demo;

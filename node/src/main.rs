@@ -1,6 +1,7 @@
 //! `cbdc`: the one binary operators run.
 
 use anyhow::Context;
+use cbdc_node::bench_cmd::{run_bench, BenchTarget};
 use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
 use cbdc_node::config::{Architecture, ClusterConfig};
 use cbdc_node::init::{init_cluster, InitOptions};
@@ -49,6 +50,32 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Measure throughput and latency (the embedded cluster by default).
+    Bench {
+        #[command(flatten)]
+        target: BenchTargetArgs,
+        #[command(flatten)]
+        args: Box<cbdc_bench::BenchArgs>,
+    },
+}
+
+/// Where `cbdc bench` drives load.
+#[derive(clap::Args)]
+struct BenchTargetArgs {
+    /// Benchmark the running cluster described by this file (funded by minting with
+    /// `--issuer-key`, default `keys/issuer.key` beside the sentinels' keys) instead of a
+    /// fresh embedded one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Embedded cluster: shard groups.
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
+    /// Embedded cluster: replicas per Raft group.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Embedded cluster: keep its data in this (new) directory instead of a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -215,13 +242,33 @@ async fn run_dev(dir: &Path, options: DevOptions, demo: bool) -> anyhow::Result<
 }
 
 fn main() -> anyhow::Result<()> {
+    // openraft narrates every vote at INFO; our own roles log what an operator needs.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Bench { target, args } => {
+            let target = match target.config {
+                Some(config) => BenchTarget::External { config },
+                None => BenchTarget::Embedded {
+                    options: DevOptions {
+                        shards: target.shards,
+                        replicas: target.replicas,
+                        ..DevOptions::default()
+                    },
+                    dir: target.dir,
+                },
+            };
+            let report = runtime()?.block_on(run_bench(&args, target))?;
+            if !report.passed() {
+                anyhow::bail!("some answers were not as expected (see the report)");
+            }
+        }
         Command::Run { config, role } => runtime()?.block_on(run_role(&config, role))?,
         Command::Dev {
             dir,

@@ -65,9 +65,9 @@ pub use error::StoreError;
 pub use iter::UhsRangeIter;
 pub use lock::{LockOwner, MintState};
 pub use locking::{
-    ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, DtxState, LockResult, LockSlot,
-    LockingError, LockingShardMachine, LockingShardParams, LockingShardService, RejectCode,
-    ShardAudit, ShardCommand, ShardQueryService, ShardResponse, TxOutcome,
+    seed_genesis, ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, DtxState, LockResult,
+    LockSlot, LockingError, LockingShardMachine, LockingShardParams, LockingShardService,
+    RejectCode, ShardAudit, ShardCommand, ShardQueryService, ShardResponse, TxOutcome,
 };
 pub use options::StoreOptions;
 pub use rejection::{OutputStatus, Rejection};

@@ -17,6 +17,10 @@ pub enum LockingError {
     #[error("uhs store: {0}")]
     Store(#[from] StoreError),
 
+    /// Genesis seeding was refused or could not open the replica's database.
+    #[error("genesis: {0}")]
+    Genesis(String),
+
     /// RocksDB failed on one of the locking shard's own column families.
     #[error("rocksdb: {0}")]
     RocksDb(#[from] rocksdb::Error),

@@ -94,18 +94,44 @@ pub struct LockingShardMachine {
     params: LockingShardParams,
 }
 
+/// The UHS store inside a locking shard replica's database.
+fn uhs_store(db: &Arc<DB>) -> Result<UhsStore, crate::StoreError> {
+    let names = ColumnFamilyNames {
+        uhs: CF_UHS.into(),
+        locks: CF_UHS_LOCKS.into(),
+        minted: CF_UHS_MINTED.into(),
+        meta: CF_UHS_META.into(),
+    };
+    UhsStore::new(db.clone(), names)
+}
+
+/// Seeds the database of a locking shard replica that has never run (at `data_dir`) with
+/// genesis outputs, like a pre-funded ledger: the benchmark funds millions of outputs
+/// this way instead of minting them. Every replica of a group must get the same outputs
+/// (the ones its range owns), before any replica starts. Refuses a store that already
+/// holds outputs; returns the supply seeded.
+pub fn seed_genesis(
+    data_dir: &std::path::Path,
+    outputs: impl IntoIterator<Item = (cbdc_core::UhsId, cbdc_core::Amount)>,
+) -> Result<crate::Supply, LockingError> {
+    let db = cbdc_consensus::storage::open_db(data_dir, &LOCKING_SHARD_CFS)
+        .map_err(|e| LockingError::Genesis(e.to_string()))?;
+    let store = uhs_store(&db)?;
+    if store.supply()?.count > 0 {
+        return Err(LockingError::Genesis(format!(
+            "{} already holds outputs; genesis seeds only a fresh replica",
+            data_dir.display()
+        )));
+    }
+    Ok(store.seed(outputs)?)
+}
+
 impl LockingShardMachine {
     /// The machine over a replica's database, which must have been opened with
     /// [`LockingShardMachine::column_families`] (as `Replica::start` does).
     pub fn new(db: Arc<DB>, params: LockingShardParams) -> Result<Self, ConsensusError> {
         params.validate()?;
-        let names = ColumnFamilyNames {
-            uhs: CF_UHS.into(),
-            locks: CF_UHS_LOCKS.into(),
-            minted: CF_UHS_MINTED.into(),
-            meta: CF_UHS_META.into(),
-        };
-        let store = UhsStore::new(db.clone(), names).map_err(LockingError::from)?;
+        let store = uhs_store(&db).map_err(LockingError::from)?;
         // Fails early on a database without the machine's own column families.
         Tables::new(&db)?;
         Ok(LockingShardMachine { db, store, params })

@@ -49,7 +49,7 @@ pub use command::{
     ShardResponse,
 };
 pub use error::LockingError;
-pub use machine::{DtxState, LockingShardMachine, ShardAudit, LOCKING_SHARD_CFS};
+pub use machine::{seed_genesis, DtxState, LockingShardMachine, ShardAudit, LOCKING_SHARD_CFS};
 pub use outcome::{RejectCode, TxOutcome};
 pub use params::LockingShardParams;
 pub use query::ShardQueryService;
