@@ -34,8 +34,11 @@ use tonic::{Request, Response, Status};
 use crate::error::{decode, encode, ConsensusError};
 use crate::types::{typ, NodeId, ReplicaNode, TypeConfig};
 
-/// Largest gRPC message accepted or sent on Raft and client services (64 MiB).
-pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Largest gRPC message accepted or sent on Raft and client services (256 MiB): an
+/// AppendEntries carries up to [`crate::RaftTuning::max_payload_entries`] entries, and a
+/// coordinator's Prepare entry holds a whole dtx (about 650 bytes per transaction, so
+/// 10 MiB at the largest batch size of 16,384).
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 
 /// How long a peer connection attempt may take before the peer counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

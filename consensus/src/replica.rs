@@ -37,7 +37,9 @@ pub struct RaftTuning {
     /// Log entries kept below the last snapshot (so slightly lagging replicas catch up
     /// by log rather than by snapshot).
     pub keep_logs_after_snapshot: u64,
-    /// Most log entries in one AppendEntries message.
+    /// Most log entries in one AppendEntries message. openraft has no byte cap, so this
+    /// bounds the message: with entries of up to ~10 MiB (a full coordinator dtx) it must
+    /// stay well under [`crate::network::MAX_MESSAGE_SIZE`] / 10 MiB.
     pub max_payload_entries: u64,
     /// Size of one snapshot chunk, in bytes.
     pub snapshot_chunk_size: u64,
@@ -53,7 +55,7 @@ impl Default for RaftTuning {
             election_timeout_max: Duration::from_millis(800),
             snapshot_every: 50_000,
             keep_logs_after_snapshot: 1_000,
-            max_payload_entries: 300,
+            max_payload_entries: 16,
             snapshot_chunk_size: 3 * 1024 * 1024,
             install_snapshot_timeout: Duration::from_secs(10),
         }

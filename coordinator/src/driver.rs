@@ -390,7 +390,8 @@ impl Coordinator {
     /// Starts the driver of the replica behind `handle`. It waits for the replica to lead;
     /// each time it does, the driver recovers unfinished dtxs and then serves.
     /// `verifier` checks the sentinel attestations of every transaction; `shards` reaches
-    /// the shard groups (and says how ids map to shards).
+    /// the shard groups (and says how ids map to shards). Spawns its tasks, so it must be
+    /// called within a tokio runtime.
     pub fn start(
         handle: ReplicaHandle<CoordinatorMachine>,
         params: CoordinatorParams,

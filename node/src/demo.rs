@@ -144,14 +144,11 @@ pub async fn run_demo(endpoint: &str, issuer: &SecretKey) -> Result<String, Demo
     let inputs: Vec<Input> = (0..2)
         .map(|i| Input {
             outpoint: mint.outpoint(i),
-            spent: mint.outputs[i as usize].clone(),
+            spent: mint.outputs[i as usize],
         })
         .collect();
     let pay = sign_transfer(
-        &[
-            (inputs[0].clone(), &alice[0]),
-            (inputs[1].clone(), &alice[1]),
-        ],
+        &[(inputs[0], &alice[0]), (inputs[1], &alice[1])],
         vec![p2pk_output(&bob, 12_000), p2pk_output(&alice[0], 3_000)],
     );
     let result = submit(&mut client, "payment", &pay).await?;
@@ -164,7 +161,7 @@ pub async fn run_demo(endpoint: &str, issuer: &SecretKey) -> Result<String, Demo
     expect("payment", &result, TxStatus::Confirmed, "CONFIRMED")?;
 
     let double = sign_transfer(
-        &[(inputs[0].clone(), &alice[0])],
+        &[(inputs[0], &alice[0])],
         vec![p2pk_output(&alice[1], 10_000)],
     );
     let result = submit(&mut client, "double spend", &double).await?;
@@ -192,7 +189,7 @@ pub async fn run_demo(endpoint: &str, issuer: &SecretKey) -> Result<String, Demo
 
     let bob_output = v1::OutputRef::from(&Input {
         outpoint: pay.outpoint(0),
-        spent: pay.outputs[0].clone(),
+        spent: pay.outputs[0],
     });
     let statuses = client
         .get_output_status(v1::GetOutputStatusRequest {

@@ -1,25 +1,29 @@
 //! The real `cbdc-wallet` binary, driven as a user would (spawned processes, printed
-//! output, exit codes), against a real sentinel gRPC server.
+//! output, exit codes), against a real embedded 2PC cluster: the same
+//! [`cbdc_node::cluster::Cluster`] that `cbdc dev` runs (2 shard groups, 1 coordinator
+//! group, 1 sentinel, RocksDB in a temp dir, gRPC on loopback), started in this process
+//! on its own runtime thread.
 //!
-//! The cluster comes from [`start_cluster`], the one place that knows how it is made:
-//! today a sentinel on 127.0.0.1:0 in front of the in-memory back end; the embedded
-//! cluster (`cbdc dev`, 2PC or atomizer) can take its place without touching the tests,
-//! which only see an endpoint, an issuer key file and [`Cluster::wait_settled`].
+//! The interrupted sends use no test double either. For them the cluster runs with a
+//! long coordinator batch delay (a transaction waits that long before its two phases
+//! start), so a send whose `--timeout` is shorter gives up before any answer can exist
+//! (exit 3, always), while the cluster goes on to settle it, or, shut down meanwhile,
+//! never settles it. Restarts reuse the cluster's directory: file, ports and data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cbdc_core::{Limits, SecretKey, ShardMap, Validator};
+use cbdc_node::cluster::{prepare_dev_dir, Cluster as DevCluster, DevOptions};
 use cbdc_proto::v1;
 use cbdc_proto::v1::sentinel_client::SentinelClient;
-use cbdc_sentinel::{serve, MemoryBackend, SentinelParams};
 use serde_json::Value;
 use tempfile::TempDir;
 
 /// Longest any condition is waited for.
 const WAIT: Duration = Duration::from_secs(30);
+/// Longest a cluster may take to start (RocksDB, Raft elections) on a busy machine.
+const START_WAIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn test_cli_two_wallets_mint_send_receive() {
@@ -293,8 +297,11 @@ fn test_cli_refuses_bad_input_with_clear_errors() {
 }
 
 #[test]
-fn test_cli_interrupted_send_settled_by_sync() {
-    let cluster = start_cluster();
+fn test_cli_send_timeout_settled_by_sync() {
+    // Every transaction waits 2 s in the coordinator's batcher before its two phases
+    // start, so no answer can exist before then: a send that waits 1 s always gives up
+    // (exit 3), while the cluster goes on to settle it.
+    let cluster = start_cluster_with(Some(Duration::from_secs(2)));
     let alice = cluster.wallet_path("alice.db");
     let bob = cluster.wallet_path("bob.db");
     run(&alice, &["init", "--sentinel", &cluster.endpoint]).ok();
@@ -306,9 +313,7 @@ fn test_cli_interrupted_send_settled_by_sync() {
     .ok();
     let address = run(&bob, &["address"]).ok_stdout();
 
-    // The back end holds the transaction: the wallet gives up waiting (exit 3) and the
-    // send stays pending, its input locked.
-    cluster.backend.hold();
+    // The wallet gives up waiting (exit 3): the send stays pending, its input locked.
     let send = run(
         &alice,
         &["--json", "--timeout", "1", "send", "25", address.trim()],
@@ -316,6 +321,13 @@ fn test_cli_interrupted_send_settled_by_sync() {
     assert_eq!(send.code, 3, "{send:?}");
     let error = send.json()["error"].clone();
     assert_eq!(error["kind"], "pending");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("no final answer"),
+        "{error}"
+    );
     let tx_id = error["tx_id"].as_str().unwrap().to_string();
     assert!(send.stderr.contains("sync"), "{}", send.stderr);
     let b = run(&alice, &["--json", "balance"]).json();
@@ -324,16 +336,21 @@ fn test_cli_interrupted_send_settled_by_sync() {
     assert_eq!(b["pending_sends"], 1);
     let text = run(&alice, &["balance"]).ok_stdout();
     assert!(text.contains("unsettled send"), "{text}");
+    // Its inputs are not offered to another send meanwhile.
+    let blocked = run(&alice, &["--json", "send", "1", address.trim()]);
+    assert_eq!(blocked.code, 1, "{blocked:?}");
+    assert_eq!(blocked.json()["error"]["pending"], "100.00");
 
-    // The answer arrives later; sync settles the send and shows the payment.
-    cluster.backend.release();
+    // The cluster settles it anyway; sync records that and shows the payment.
     cluster.wait_settled(&tx_id);
     let sync = run(&alice, &["--json", "sync"]).json();
     let sends = sync["sends"].as_array().unwrap();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0]["tx_id"], tx_id.as_str());
+    assert_eq!(sends[0]["before"], "pending");
     assert_eq!(sends[0]["status"], "confirmed");
     assert_eq!(sync["spendable"], "75.00");
+    assert_eq!(sync["pending"], "0.00");
     let received = run(
         &bob,
         &["--json", "receive", sends[0]["payment"].as_str().unwrap()],
@@ -346,60 +363,223 @@ fn test_cli_interrupted_send_settled_by_sync() {
     );
     let again = run(&alice, &["sync"]).ok_stdout();
     assert!(again.contains("nothing pending"), "{again}");
+    let history = run(&alice, &["--json", "history"]).json();
+    let statuses: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["confirmed", "confirmed"]);
+}
+
+#[test]
+fn test_cli_cluster_down_funds_kept_and_settled_after_restart() {
+    let mut cluster = start_cluster();
+    let alice = cluster.wallet_path("alice.db");
+    let bob = cluster.wallet_path("bob.db");
+    let carol = cluster.wallet_path("carol.db");
+    for wallet in [&alice, &bob, &carol] {
+        run(wallet, &["init", "--sentinel", &cluster.endpoint]).ok();
+    }
+    run(
+        &alice,
+        &["mint", "100", "--issuer-key", cluster.issuer_key()],
+    )
+    .ok();
+    run(
+        &carol,
+        &["mint", "50", "--issuer-key", cluster.issuer_key()],
+    )
+    .ok();
+    let address = run(&bob, &["address"]).ok_stdout();
+    let address = address.trim();
+
+    // The cluster is down: the sentinel is unreachable, so nothing is recorded or sent
+    // (exit 1), and the money stays spendable.
+    cluster.stop();
+    let down = run(&alice, &["send", "25", address]);
+    assert_eq!(down.code, 1, "{down:?}");
+    assert!(down.stderr.contains("unreachable"), "{}", down.stderr);
+    let down = run(&alice, &["--json", "send", "25", address]);
+    assert_eq!(down.code, 1, "{down:?}");
+    assert_eq!(down.json()["error"]["kind"], "unreachable");
+    let b = run(&alice, &["--json", "balance"]).json();
+    assert_eq!(b["spendable"], "100.00");
+    assert_eq!(b["pending_sends"], 0);
+
+    // Back up, from its data, but holding every transaction in the coordinator's batcher
+    // for an hour: Alice's and Carol's sends are recorded and submitted, the wallets
+    // give up waiting (exit 3), and the cluster goes down before settling them.
+    cluster.restart(Some(Duration::from_secs(3600)));
+    let mut pending = Vec::new();
+    for (wallet, amount) in [(&alice, "25"), (&carol, "10")] {
+        let send = run(
+            wallet,
+            &["--json", "--timeout", "1", "send", amount, address],
+        );
+        assert_eq!(send.code, 3, "{send:?}");
+        assert_eq!(send.json()["error"]["kind"], "pending");
+        pending.push(send.json()["error"]["tx_id"].as_str().unwrap().to_string());
+    }
+    cluster.stop();
+
+    // Unreachable while down: sync cannot settle anything (exit 1), and the money is
+    // locked in the pending send, not lost.
+    let sync = run(&alice, &["--json", "sync"]);
+    assert_eq!(sync.code, 1, "{sync:?}");
+    assert_eq!(sync.json()["error"]["kind"], "unreachable");
+    let b = run(&alice, &["--json", "balance"]).json();
+    assert_eq!(b["spendable"], "0.00");
+    assert_eq!(b["pending_spend"], "100.00");
+    assert_eq!(b["pending_sends"], 1);
+    let history = run(&alice, &["--json", "history"]).json();
+    let lost = history["history"][1].clone();
+    assert_eq!(lost["tx_id"], pending[0].as_str());
+    assert_eq!(lost["status"], "pending");
+    let lost_payment = lost["payment"].as_str().unwrap().to_string();
+
+    // The same cluster again (same directory, same ports, same data, usual batching).
+    cluster.restart(None);
+    // The ledger does not know Alice's send and its input is unspent: it never arrived,
+    // and sync returns the money.
+    let sync = run(&alice, &["--json", "sync"]).json();
+    let sends = sync["sends"].as_array().unwrap();
+    assert_eq!(sends.len(), 1, "{sync}");
+    assert_eq!(sends[0]["tx_id"], pending[0].as_str());
+    assert_eq!(sends[0]["status"], "abandoned");
+    assert!(
+        sends[0]["note"].as_str().unwrap().contains("never arrived"),
+        "{sync}"
+    );
+    assert_eq!(sync["spendable"], "100.00");
+    assert_eq!(sync["pending"], "0.00");
+    // Bob cannot take a payment that never settled.
+    let refused = run(&bob, &["--json", "receive", &lost_payment]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert_eq!(refused.json()["error"]["kind"], "not_on_ledger");
+
+    // Carol submits hers again instead: it settles, and Bob receives it.
+    let sync = run(&carol, &["--json", "sync", "--resubmit"]).json();
+    let sends = sync["sends"].as_array().unwrap();
+    assert_eq!(sends.len(), 1, "{sync}");
+    assert_eq!(sends[0]["tx_id"], pending[1].as_str());
+    assert_eq!(sends[0]["status"], "confirmed");
+    assert!(
+        sends[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("resubmitted"),
+        "{sync}"
+    );
+    assert_eq!(sync["spendable"], "40.00");
+    let received = run(
+        &bob,
+        &["--json", "receive", sends[0]["payment"].as_str().unwrap()],
+    )
+    .json();
+    assert_eq!(received["credited"], "10.00");
+
+    // Alice pays again with the returned money; the abandoned send can never settle
+    // now, and the next sync says so.
+    let sent = run(&alice, &["--json", "send", "25", address]).json();
+    assert_eq!(sent["status"], "confirmed");
+    run(&bob, &["receive", sent["payment"].as_str().unwrap()]).ok();
+    let sync = run(&alice, &["--json", "sync"]).json();
+    let sends = sync["sends"].as_array().unwrap();
+    assert_eq!(sends.len(), 1, "{sync}");
+    assert_eq!(sends[0]["tx_id"], pending[0].as_str());
+    assert_eq!(sends[0]["status"], "rejected");
+    assert_eq!(sync["spendable"], "75.00");
+    assert_eq!(
+        run(&bob, &["--json", "balance"]).json()["spendable"],
+        "35.00"
+    );
+    let text = run(&alice, &["sync"]).ok_stdout();
+    assert!(text.contains("nothing pending"), "{text}");
 }
 
 // --- helpers ---
 
-/// A cluster for the wallet to talk to. Dropping it stops the server.
+/// An embedded 2PC cluster in a temp dir, and the wallets' files beside it. Dropping it
+/// stops the cluster.
 struct Cluster {
     endpoint: String,
     issuer_key: PathBuf,
-    backend: Arc<MemoryBackend>,
+    /// Holds `cluster/` (the cluster file, keys, RocksDB data) and the wallet files.
     dir: TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    running: Option<Running>,
 }
 
-/// Starts the cluster every test here uses: a real sentinel gRPC server on 127.0.0.1:0
-/// with the in-memory back end, on its own thread and runtime, and the issuer key in a
-/// key file as `cbdc config init` writes it.
+/// A cluster's runtime thread.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// A new cluster with `cbdc dev`'s shape and settings.
 fn start_cluster() -> Cluster {
+    start_cluster_with(None)
+}
+
+/// A new cluster; `batch_delay` replaces the coordinators' batch delay (how long a
+/// transaction waits for others to share its distributed transaction), for this run only.
+fn start_cluster_with(batch_delay: Option<Duration>) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let issuer = SecretKey::from_bytes(&rand::random::<[u8; 32]>());
-    let issuer_key = dir.path().join("issuer.key");
-    cbdc_core::write_key_file(&issuer_key, &issuer).unwrap();
-    let validator = Validator::new(Limits::default(), Some(issuer.public_key()));
-    let sentinel_key = SecretKey::from_bytes(&rand::random::<[u8; 32]>());
-    let mut params = SentinelParams::new(sentinel_key, validator, ShardMap::even(4).unwrap());
-    params.max_batch_delay = Duration::from_millis(1);
-    let backend = Arc::new(MemoryBackend::default());
-    let served = backend.clone();
+    let (endpoint, running) = launch(&dir.path().join("cluster"), batch_delay);
+    Cluster {
+        endpoint,
+        issuer_key: dir.path().join("cluster/keys/issuer.key"),
+        dir,
+        running: Some(running),
+    }
+}
+
+/// Starts the cluster of `dir` (creating it on first use, as `cbdc dev --dir` does) on
+/// its own thread and runtime; returns its sentinel's endpoint once it serves.
+fn launch(dir: &Path, batch_delay: Option<Duration>) -> (String, Running) {
+    let dir = dir.to_path_buf();
+    let (ready, started) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let shutdown = async {
-                let _ = stopped.await;
+            let cluster = async {
+                let mut prepared = prepare_dev_dir(&dir, &DevOptions::default())?;
+                if let Some(delay) = batch_delay {
+                    for group in &mut prepared.config.coordinators {
+                        group.batch_delay = delay;
+                    }
+                }
+                DevCluster::start(prepared.config, prepared.listeners).await
+            }
+            .await;
+            let cluster = match cluster {
+                Ok(cluster) => cluster,
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
             };
-            if let Err(e) = serve(listener, params, served, shutdown).await {
-                eprintln!("sentinel stopped: {e}");
+            let _ = ready.send(Ok(cluster.sentinel_endpoints()[0].to_string()));
+            let _ = stopped.await;
+            if let Err(e) = cluster.shutdown().await {
+                eprintln!("cluster shutdown: {e}");
             }
         });
+        // Whatever the roles left running (a sentinel still retrying a coordinator)
+        // ends here, so nothing of this run reaches the next cluster on these ports.
+        runtime.shutdown_timeout(WAIT);
     });
-    let addr = addr_rx.recv_timeout(WAIT).unwrap();
-    Cluster {
-        endpoint: addr.to_string(),
-        issuer_key,
-        backend,
-        dir,
-        _stop: stop,
-    }
+    let endpoint = started
+        .recv_timeout(START_WAIT)
+        .expect("the cluster did not start in time")
+        .unwrap_or_else(|e| panic!("the cluster did not start: {e}"));
+    (endpoint, Running { stop, thread })
 }
 
 impl Cluster {
@@ -409,6 +589,23 @@ impl Cluster {
 
     fn issuer_key(&self) -> &str {
         path(&self.issuer_key)
+    }
+
+    /// Shuts the cluster down gracefully and waits until everything of it has ended.
+    fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+            running.thread.join().expect("the cluster thread panicked");
+        }
+    }
+
+    /// Starts the cluster again from its directory (its file, ports and data), with
+    /// `batch_delay` as in [`start_cluster_with`].
+    fn restart(&mut self, batch_delay: Option<Duration>) {
+        self.stop();
+        let (endpoint, running) = launch(&self.dir.path().join("cluster"), batch_delay);
+        assert_eq!(endpoint, self.endpoint, "the sentinel moved");
+        self.running = Some(running);
     }
 
     /// Waits until the cluster reports a final status for `tx_id`.
@@ -437,6 +634,16 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+            // Not while unwinding from a failed assertion: a second panic would abort.
+            let _ = running.thread.join();
+        }
     }
 }
 

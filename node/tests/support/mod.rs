@@ -31,7 +31,7 @@ pub fn coins_of(tx: &Transaction, keys: &[SecretKey]) -> Vec<Coin> {
         .map(|(i, key)| Coin {
             input: Input {
                 outpoint: tx.outpoint(i as u32),
-                spent: tx.outputs[i].clone(),
+                spent: tx.outputs[i],
             },
             key: key.clone(),
         })
@@ -69,8 +69,7 @@ pub fn transfer(coins: &[Coin], values: &[u64]) -> (Transaction, Vec<Coin>) {
         .zip(values)
         .map(|(k, v)| p2pk_output(k, *v))
         .collect();
-    let spends: Vec<(Input, &SecretKey)> =
-        coins.iter().map(|c| (c.input.clone(), &c.key)).collect();
+    let spends: Vec<(Input, &SecretKey)> = coins.iter().map(|c| (c.input, &c.key)).collect();
     let tx = sign_transfer(&spends, outputs);
     let new = coins_of(&tx, &keys);
     (tx, new)
