@@ -13,24 +13,28 @@
 //! 4. the **cofactored** equation holds: `[8]([S]B − [k]A − R) = 0`, with
 //!    `k = SHA-512(R ‖ A ‖ M) mod ℓ`.
 //!
-//! Checks 1–3 are done here, per signature, before batching. ed25519-dalek's
-//! `verify_batch` then checks the *cofactorless* random linear combination
-//! `Σ zᵢ([Sᵢ]B − [kᵢ]Aᵢ − Rᵢ) = 0` (it does not multiply by the cofactor). Passing it
-//! implies, except with negligible probability, that every signature's residue has no
-//! prime-order part, i.e. that each cofactored equation holds, so a batch pass never
-//! accepts what the single check rejects. A signature that holds only cofactored (a
-//! residue of small order, possible with mixed-order keys or `R`) may make the batch
-//! fail; the batch then falls back to the single cofactored check of each signature, which
-//! decides. Either way the verdict is the single check's. This is the rule of ZIP-215
-//! narrowed by checks 1–3; the vectors of "Taming the many EdDSAs" pin it in the tests
-//! (`core/tests/ed25519_edge_cases.rs`). Honest signers (RFC 8032) always produce
-//! signatures that pass, and pass the batch fast path.
+//! Checks 1–3 are done here, per signature, decompressing each point once (canonicity is
+//! checked on the bytes: the `y` coordinate must be below `p`; the two points with
+//! `x = 0` are of small order and refused anyway). The batch path then checks the
+//! **cofactored** random linear combination `[8] Σ zᵢ([Sᵢ]B − [kᵢ]Aᵢ − Rᵢ) = 0` with
+//! random 128-bit `zᵢ`, in one variable-time multiscalar multiplication over the points
+//! already decompressed. It holds, except with negligible probability, exactly when each
+//! cofactored equation holds, so a batch pass never accepts what the single check
+//! rejects; if it fails, each signature is checked alone to name the bad ones. This is
+//! the rule of ZIP-215 narrowed by checks 1–3; the vectors of "Taming the many EdDSAs"
+//! pin it in the tests (`core/tests/ed25519_edge_cases.rs`). Honest signers (RFC 8032)
+//! always produce signatures that pass.
+//!
+//! Why not `ed25519_dalek::verify_batch`: it decompresses `R` and compresses `A` again
+//! (the checks above already had both points), which made point (de)compression — a
+//! field exponentiation each — the largest cost of a sentinel in profiles.
 
 use crate::hash::Hash;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::IsIdentity;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use ed25519_dalek::{Signer, SigningKey};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha512};
 use std::fmt;
@@ -134,10 +138,21 @@ pub struct SignatureCheck<'a> {
     pub signature: &'a Signature,
 }
 
+/// Whether the `y` coordinate encoded in `bytes` (the low 255 bits) is below
+/// `p = 2^255 − 19`, i.e. the encoding is canonical (the sign bit is checked by the
+/// small-order rule: only `x = 0` points could carry a meaningless sign bit).
+fn canonical_y(bytes: &[u8; 32]) -> bool {
+    let top = bytes[31] & 0x7f;
+    !(top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
+}
+
 /// Decompresses a point, refusing non-canonical encodings and small-order points.
 fn decompress_strict(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    if !canonical_y(bytes) {
+        return None;
+    }
     let point = CompressedEdwardsY(*bytes).decompress()?;
-    if point.compress().0 != *bytes || point.is_small_order() {
+    if point.is_small_order() {
         return None;
     }
     Some(point)
@@ -162,14 +177,19 @@ fn parse(check: &SignatureCheck<'_>) -> Result<Parsed, SignatureError> {
     Ok(Parsed { key, r, s })
 }
 
-/// Checks one signature under the rule in the module documentation.
-pub fn verify(check: &SignatureCheck<'_>) -> Result<(), SignatureError> {
-    let parsed = parse(check)?;
+/// `k = SHA-512(R ‖ A ‖ M) mod ℓ`.
+fn challenge(check: &SignatureCheck<'_>) -> Scalar {
     let mut hasher = Sha512::new();
     hasher.update(&check.signature.0[..32]);
     hasher.update(check.key.0);
     hasher.update(check.message);
-    let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
+    Scalar::from_bytes_mod_order_wide(&hasher.finalize().into())
+}
+
+/// Checks one signature under the rule in the module documentation.
+pub fn verify(check: &SignatureCheck<'_>) -> Result<(), SignatureError> {
+    let parsed = parse(check)?;
+    let k = challenge(check);
     // [k](-A) + [S]B − R, then clear the cofactor.
     let residue =
         EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-parsed.key, &parsed.s) - parsed.r;
@@ -187,23 +207,17 @@ pub fn verify(check: &SignatureCheck<'_>) -> Result<(), SignatureError> {
 pub fn verify_batch(checks: &[SignatureCheck<'_>]) -> Result<(), Vec<(usize, SignatureError)>> {
     let mut failures = Vec::new();
     let mut positions = Vec::with_capacity(checks.len());
-    let mut messages = Vec::with_capacity(checks.len());
-    let mut signatures = Vec::with_capacity(checks.len());
-    let mut keys = Vec::with_capacity(checks.len());
+    let mut parsed = Vec::with_capacity(checks.len());
     for (i, check) in checks.iter().enumerate() {
         match parse(check) {
-            Ok(parsed) => {
+            Ok(p) => {
                 positions.push(i);
-                messages.push(check.message);
-                signatures.push(ed25519_dalek::Signature::from_bytes(&check.signature.0));
-                keys.push(VerifyingKey::from(parsed.key));
+                parsed.push((p, challenge(check)));
             }
             Err(e) => failures.push((i, e)),
         }
     }
-    let batch_ok =
-        positions.is_empty() || ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-    if !batch_ok {
+    if !parsed.is_empty() && !batch_equation_holds(&parsed) {
         for &i in &positions {
             if let Err(e) = verify(&checks[i]) {
                 failures.push((i, e));
@@ -218,9 +232,62 @@ pub fn verify_batch(checks: &[SignatureCheck<'_>]) -> Result<(), Vec<(usize, Sig
     }
 }
 
+/// `[8] Σ zᵢ([Sᵢ]B − [kᵢ]Aᵢ − Rᵢ) = 0` for random 128-bit `zᵢ` (derived from one
+/// OS-random seed per batch, so a forger cannot predict them).
+fn batch_equation_holds(parsed: &[(Parsed, Scalar)]) -> bool {
+    let mut seed = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut seed);
+    let zs: Vec<Scalar> = (0..parsed.len() as u64)
+        .map(|i| {
+            let digest = Sha512::new()
+                .chain_update(seed)
+                .chain_update(i.to_le_bytes())
+                .finalize();
+            let mut z = [0u8; 32];
+            z[..16].copy_from_slice(&digest[..16]);
+            Scalar::from_bytes_mod_order(z)
+        })
+        .collect();
+    let b_coefficient: Scalar = zs.iter().zip(parsed).map(|(z, (p, _))| z * p.s).sum();
+    let scalars = std::iter::once(b_coefficient)
+        .chain(zs.iter().map(|z| -z))
+        .chain(zs.iter().zip(parsed).map(|(z, (_, k))| -(z * k)));
+    let points = std::iter::once(ED25519_BASEPOINT_POINT)
+        .chain(parsed.iter().map(|(p, _)| p.r))
+        .chain(parsed.iter().map(|(p, _)| p.key));
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_canonical_y_boundary_at_p() {
+        // p − 1 = 0x7fff…ffec (little-endian: 0xec, 0xff…, 0x7f) is canonical; p and
+        // 2^255 − 1 are not, whatever the sign bit.
+        let mut p_minus_1 = [0xffu8; 32];
+        p_minus_1[0] = 0xec;
+        p_minus_1[31] = 0x7f;
+        assert!(canonical_y(&p_minus_1));
+        let mut p = p_minus_1;
+        p[0] = 0xed;
+        assert!(!canonical_y(&p));
+        let all_ones = [0xffu8; 32];
+        assert!(!canonical_y(&all_ones));
+        let mut p_signed = p;
+        p_signed[31] |= 0x80;
+        assert!(!canonical_y(&p_signed));
+        assert!(canonical_y(&[0u8; 32]));
+        // Agrees with decompress-and-recompress on random valid points.
+        for seed in 0..32u8 {
+            let bytes = SecretKey::from_bytes(&[seed; 32]).public_key().0;
+            let point = CompressedEdwardsY(bytes).decompress().unwrap();
+            assert_eq!(canonical_y(&bytes), point.compress().0 == bytes);
+        }
+    }
 
     fn key(seed: u8) -> SecretKey {
         SecretKey::from_bytes(&[seed; 32])
