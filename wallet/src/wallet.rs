@@ -557,27 +557,19 @@ impl Wallet {
     pub fn balance(&self) -> Result<Balance> {
         self.store.read(|t| {
             let mut b = Balance::default();
-            for o in t.outputs_in_state(OutputState::Unspent)? {
-                b.spendable = b
-                    .spendable
-                    .checked_add(o.value)
-                    .ok_or(WalletError::Overflow)?;
-                b.spendable_outputs += 1;
-            }
-            for o in t.outputs_in_state(OutputState::PendingSpend)? {
-                b.pending_spend = b
-                    .pending_spend
-                    .checked_add(o.value)
-                    .ok_or(WalletError::Overflow)?;
-                b.pending_spend_outputs += 1;
-            }
-            for o in t.outputs_in_state(OutputState::PendingReceive)? {
-                b.pending_receive = b
-                    .pending_receive
-                    .checked_add(o.value)
-                    .ok_or(WalletError::Overflow)?;
-                b.pending_receive_outputs += 1;
-            }
+            // Sum and count of the outputs in one state.
+            let total = |state| -> Result<(Amount, u64)> {
+                let mut sum = Amount::ZERO;
+                let mut count = 0;
+                for o in t.outputs_in_state(state)? {
+                    sum = sum.checked_add(o.value).ok_or(WalletError::Overflow)?;
+                    count += 1;
+                }
+                Ok((sum, count))
+            };
+            (b.spendable, b.spendable_outputs) = total(OutputState::Unspent)?;
+            (b.pending_spend, b.pending_spend_outputs) = total(OutputState::PendingSpend)?;
+            (b.pending_receive, b.pending_receive_outputs) = total(OutputState::PendingReceive)?;
             b.pending_sends = t.sends_in_status(SendStatus::Pending)?.len() as u64;
             Ok(b)
         })

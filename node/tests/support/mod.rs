@@ -48,14 +48,20 @@ pub fn random_nonce() -> Hash {
     Hash(nonce)
 }
 
-/// A mint of `values` to fresh keys; returns the tx and its coins.
-pub fn mint(issuer: &SecretKey, values: &[u64]) -> (Transaction, Vec<Coin>) {
+/// Outputs of `values`, each locked to its own fresh key.
+fn fresh_outputs(values: &[u64]) -> (Vec<SecretKey>, Vec<cbdc_core::Output>) {
     let keys: Vec<SecretKey> = values.iter().map(|_| fresh_key()).collect();
     let outputs = keys
         .iter()
         .zip(values)
         .map(|(k, v)| p2pk_output(k, *v))
         .collect();
+    (keys, outputs)
+}
+
+/// A mint of `values` to fresh keys; returns the tx and its coins.
+pub fn mint(issuer: &SecretKey, values: &[u64]) -> (Transaction, Vec<Coin>) {
+    let (keys, outputs) = fresh_outputs(values);
     let tx = sign_mint(issuer, outputs, random_nonce());
     let coins = coins_of(&tx, &keys);
     (tx, coins)
@@ -63,12 +69,7 @@ pub fn mint(issuer: &SecretKey, values: &[u64]) -> (Transaction, Vec<Coin>) {
 
 /// A transfer spending `coins` into fresh outputs of `values`.
 pub fn transfer(coins: &[Coin], values: &[u64]) -> (Transaction, Vec<Coin>) {
-    let keys: Vec<SecretKey> = values.iter().map(|_| fresh_key()).collect();
-    let outputs = keys
-        .iter()
-        .zip(values)
-        .map(|(k, v)| p2pk_output(k, *v))
-        .collect();
+    let (keys, outputs) = fresh_outputs(values);
     let spends: Vec<(Input, &SecretKey)> = coins.iter().map(|c| (c.input, &c.key)).collect();
     let tx = sign_transfer(&spends, outputs);
     let new = coins_of(&tx, &keys);
