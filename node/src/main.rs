@@ -1,6 +1,12 @@
 //! `cbdc`: the one binary operators run.
 
 use anyhow::Context;
+
+/// mimalloc rather than glibc's allocator: every hop allocates and frees a transaction's
+/// buffers from many threads, and glibc's malloc/free showed as ~10 % of a `cbdc bench`
+/// profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cbdc_node::bench_cmd::{run_bench, BenchTarget};
 use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
 use cbdc_node::config::{Architecture, ClusterConfig};
