@@ -21,15 +21,18 @@
 //! - [`pipeline`]: [`Pipeline`], batching, validation, attestation, deduplication of
 //!   transactions in flight, one answer per caller;
 //! - [`service`]: the gRPC service and [`serve`];
-//! - [`memory`]: [`MemoryBackend`], an in-memory ledger for tests.
+//! - `memory`: `MemoryBackend`, an in-memory ledger for tests (feature `memory-backend`;
+//!   never part of a `cbdc` binary).
 
 pub mod backend;
+#[cfg(any(test, feature = "memory-backend"))]
 pub mod memory;
 pub mod params;
 pub mod pipeline;
 pub mod service;
 
 pub use backend::{Backend, BackendError, Outcome, OutputState, TwoPhaseBackend, TxState};
+#[cfg(any(test, feature = "memory-backend"))]
 pub use memory::MemoryBackend;
 pub use params::{ParamsError, SentinelParams};
 pub use pipeline::{Answer, Pipeline, SubmitError};
