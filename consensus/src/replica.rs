@@ -119,7 +119,12 @@ pub struct Replica<S: StateMachine> {
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
     bootstrap: JoinHandle<()>,
-    db: Weak<DB>,
+    /// Our own reference to the database, dropped last by [`Replica::shutdown`] so that
+    /// RocksDB closes on a thread we wait for: a close left to whichever task dropped the
+    /// last reference could still run when the process exits, and RocksDB then aborts
+    /// ("pthread lock: Invalid argument") — or a restart in the same process finds the
+    /// directory still locked.
+    db: Arc<DB>,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -137,7 +142,7 @@ impl<S: StateMachine> Replica<S> {
         config.validate()?;
         let raft_config = Arc::new(config.tuning.to_openraft(&config.group)?);
         let db = open_db(&config.data_dir, S::column_families())?;
-        let weak_db = Arc::downgrade(&db);
+        let own_db = db.clone();
         let sm = make_sm(db.clone())?;
         let sm_store = StateMachineStore::new(db.clone(), sm)?;
         let shared = sm_store.shared();
@@ -176,7 +181,7 @@ impl<S: StateMachine> Replica<S> {
             shutdown_tx,
             server,
             bootstrap,
-            db: weak_db,
+            db: own_db,
         })
     }
 
@@ -207,7 +212,7 @@ impl<S: StateMachine> Replica<S> {
         }
         drop(self.handle);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.db.strong_count() > 0 {
+        while Arc::strong_count(&self.db) > 1 {
             if Instant::now() > deadline {
                 tracing::warn!(
                     replica = id,
@@ -217,6 +222,10 @@ impl<S: StateMachine> Replica<S> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Ours is the last reference (unless the warning above fired): closing RocksDB
+        // joins its background work; wait for it off the async threads.
+        let db = self.db;
+        let _ = tokio::task::spawn_blocking(move || drop(db)).await;
         tracing::info!(replica = id, "replica stopped");
         raft_result.map_err(|e| ConsensusError::Raft(format!("shutdown: {e}")))
     }

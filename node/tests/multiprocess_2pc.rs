@@ -116,6 +116,15 @@ impl Processes {
         }
     }
 
+    /// The last lines a role wrote to its log (for failure messages: the log directory
+    /// is removed with the test's temporary directory).
+    fn log_tail(&self, name: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     fn kill9(&mut self, name: &str) {
         let mut child = self.children.remove(name).expect("running");
         child.kill().unwrap();
@@ -137,7 +146,8 @@ impl Processes {
                     Some(status) => {
                         assert!(
                             status.success(),
-                            "{name} exited with {status} after SIGTERM"
+                            "{name} exited with {status} after SIGTERM; the end of its log:\n{}",
+                            self.log_tail(&name)
                         );
                         break;
                     }
