@@ -53,28 +53,11 @@ pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, ConsensusError> {
         }
     }
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let descriptors = || {
-        names
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, column_family_options(&cache)))
-    };
-    // A replica stopped in this same process may still be closing its DB on another
-    // thread: the last `Arc<DB>` reaches zero before RocksDB releases its LOCK file, and
-    // RocksDB refuses a second open of a directory its own process holds. Wait for that
-    // close, briefly; any other error (or another process holding the lock) fails at once.
-    let deadline = std::time::Instant::now() + LOCK_RELEASE_WAIT;
-    loop {
-        match DB::open_cf_descriptors(&opts, path, descriptors()) {
-            Ok(db) => return Ok(Arc::new(db)),
-            Err(e)
-                if e.as_ref().contains("lock hold by current process")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let descriptors = names
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, column_family_options(&cache)));
+    let db = DB::open_cf_descriptors(&opts, path, descriptors)?;
+    Ok(Arc::new(db))
 }
 
 /// Block cache shared by the column families of one replica's database.
@@ -101,9 +84,6 @@ fn column_family_options(cache: &rocksdb::Cache) -> Options {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts
 }
-
-/// How long [`open_db`] waits for this process's previous instance of a DB to close.
-const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The handle of a column family that must exist.
 pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, ConsensusError> {

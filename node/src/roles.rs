@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cbdc_consensus::{RaftTuning, Replica, ReplicaHandle, ReplicaNode, ReplicaStatusService};
+use cbdc_consensus::{RaftTuning, Replica, ReplicaNode, ReplicaStatusService};
 use cbdc_coordinator::{Coordinator, CoordinatorMachine, CoordinatorParams, GrpcShardGroups};
 use cbdc_core::{read_key_file, AttestationVerifier, Validator};
 use cbdc_sentinel::{SentinelParams, TwoPhaseBackend};
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::{ClusterConfig, ReplicaConfig};
+use crate::config::{ClusterConfig, ReplicaConfig, SentinelConfig};
 use crate::error::NodeError;
 use crate::listeners::Listeners;
 
@@ -95,11 +95,6 @@ pub struct ServedReplica<S: cbdc_consensus::StateMachine> {
 }
 
 impl<S: cbdc_consensus::StateMachine> ServedReplica<S> {
-    /// The replica's handle.
-    pub fn handle(&self) -> ReplicaHandle<S> {
-        self.replica.handle()
-    }
-
     async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.stop.send(true);
         let server = join_server(&self.name, self.server).await;
@@ -317,13 +312,17 @@ pub async fn start_coordinator(
     }
 }
 
-/// Parameters of sentinel `id` from the cluster file (its key read from its key file).
-pub fn sentinel_params(config: &ClusterConfig, id: u64) -> Result<SentinelParams, NodeError> {
-    let sentinel = config
+fn find_sentinel(config: &ClusterConfig, id: u64) -> Result<&SentinelConfig, NodeError> {
+    config
         .sentinels
         .iter()
         .find(|s| s.id == id)
-        .ok_or_else(|| NodeError::NotInConfig(format!("no sentinel with id {id}")))?;
+        .ok_or_else(|| NodeError::NotInConfig(format!("no sentinel with id {id}")))
+}
+
+/// Parameters of sentinel `id` from the cluster file (its key read from its key file).
+pub fn sentinel_params(config: &ClusterConfig, id: u64) -> Result<SentinelParams, NodeError> {
+    let sentinel = find_sentinel(config, id)?;
     let key = read_key_file(&sentinel.key_file)?;
     let validator = Validator::new(config.limits.into(), Some(config.issuer()?));
     let mut params = SentinelParams::new(key, validator, config.shard_map()?);
@@ -341,13 +340,7 @@ pub fn sentinel_params(config: &ClusterConfig, id: u64) -> Result<SentinelParams
 /// Starts sentinel `id`.
 pub async fn start_sentinel(ctx: &RoleContext, id: u64) -> Result<Running, NodeError> {
     let params = sentinel_params(&ctx.config, id)?;
-    let endpoint = ctx
-        .config
-        .sentinels
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| s.endpoint)
-        .ok_or_else(|| NodeError::NotInConfig(format!("no sentinel with id {id}")))?;
+    let endpoint = find_sentinel(&ctx.config, id)?.endpoint;
     let backend = Arc::new(TwoPhaseBackend::new(&params)?);
     let listener = ctx.listeners.take(endpoint)?;
     let (stop, mut stopped) = watch::channel(false);

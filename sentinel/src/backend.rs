@@ -266,19 +266,10 @@ impl TwoPhaseBackend {
         let request = v1::ShardOutputStatusRequest {
             uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
         };
-        let response = client
-            .call(|channel| {
-                let request = request.clone();
-                async move {
-                    let mut query = shard_query(channel);
-                    query
-                        .get_output_status(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
-            })
-            .await
-            .map_err(BackendError::from_consensus)?;
+        let response = query_shard(&client, request, |mut query, request| async move {
+            query.get_output_status(request).await
+        })
+        .await?;
         if response.outputs.len() != ids.len() {
             return Err(BackendError::Protocol(format!(
                 "shard answered {} output statuses for {} ids",
@@ -294,11 +285,28 @@ impl TwoPhaseBackend {
     }
 }
 
-/// A `ShardQuery` client over `channel` with the internal message size limits.
-fn shard_query(channel: tonic::transport::Channel) -> ShardQueryClient<tonic::transport::Channel> {
-    ShardQueryClient::new(channel)
-        .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
+/// Makes one `ShardQuery` call (`rpc`, given a client with the internal message size
+/// limits and a copy of `request`) on the shard group behind `client`.
+async fn query_shard<Req, Resp, F, Fut>(
+    client: &LeaderClient,
+    request: Req,
+    rpc: F,
+) -> Result<Resp, BackendError>
+where
+    Req: Clone,
+    F: Fn(ShardQueryClient<tonic::transport::Channel>, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+{
+    client
+        .call(|channel| {
+            let query = ShardQueryClient::new(channel)
+                .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
+            let call = rpc(query, request.clone());
+            async move { call.await.map(tonic::Response::into_inner) }
+        })
+        .await
+        .map_err(BackendError::from_consensus)
 }
 
 /// Splits `items` into per-group lists by `group_of`, keeping each item's position so the
@@ -366,19 +374,10 @@ impl Backend for TwoPhaseBackend {
             let request = v1::ShardTransactionStatusRequest {
                 tx_ids: vec![id.as_bytes().to_vec()],
             };
-            let response = client
-                .call(|channel| {
-                    let request = request.clone();
-                    async move {
-                        let mut query = shard_query(channel);
-                        query
-                            .get_transaction_status(request)
-                            .await
-                            .map(tonic::Response::into_inner)
-                    }
-                })
-                .await
-                .map_err(BackendError::from_consensus)?;
+            let response = query_shard(client, request, |mut query, request| async move {
+                query.get_transaction_status(request).await
+            })
+            .await?;
             let [result] = response.results.as_slice() else {
                 return Err(BackendError::Protocol(format!(
                     "shard answered {} statuses for one id",
