@@ -44,7 +44,7 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A lazily connecting channel to `addr` (`host:port`).
-pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, ConsensusError> {
+pub fn lazy_channel(addr: &str) -> Result<Channel, ConsensusError> {
     let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_string()
     } else {

@@ -1,10 +1,12 @@
-//! A whole cluster in one process: every shard replica, coordinator replica and sentinel
-//! of a cluster file, on loopback. This is `cbdc dev` (the embedded default) and the
+//! A whole cluster in one process: every role of a cluster file (2PC: shard and
+//! coordinator replicas; atomizer: atomizer replicas, archiver, watchtower, shards; and
+//! the sentinels), on loopback. This is `cbdc dev` (the embedded default) and the
 //! harness of the in-process tests and of the benchmark.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::atomizer_roles::{start_archiver, start_atomizer, start_watchtower};
 use crate::config::{Architecture, ClusterConfig};
 use crate::error::NodeError;
 use crate::init::{init_cluster_holding_ports, InitOptions};
@@ -14,6 +16,8 @@ use crate::roles::{start_coordinator, start_sentinel, start_shard, RoleContext, 
 /// The shape of a development cluster.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
+    /// The settlement back end.
+    pub architecture: Architecture,
     /// Shard groups.
     pub shards: usize,
     /// Replicas per group.
@@ -22,12 +26,17 @@ pub struct DevOptions {
     pub coordinators: usize,
     /// Sentinels.
     pub sentinels: usize,
+    /// Atomizer: independent shards per range.
+    pub shard_copies: usize,
 }
 
 impl Default for DevOptions {
-    /// 2 shard groups, 1 coordinator group, 1 sentinel, 1 replica each.
+    /// 2PC: 2 shard groups, 1 coordinator group, 1 sentinel, 1 replica each (atomizer:
+    /// 1 shard per range).
     fn default() -> Self {
         DevOptions {
+            architecture: Architecture::TwoPhaseCommit,
+            shard_copies: 1,
             shards: 2,
             replicas: 1,
             coordinators: 1,
@@ -62,7 +71,8 @@ pub fn prepare_dev_dir(dir: &Path, options: &DevOptions) -> Result<PreparedClust
         });
     }
     let init = InitOptions {
-        architecture: Architecture::TwoPhaseCommit,
+        architecture: options.architecture,
+        shard_copies: options.shard_copies,
         shards: options.shards,
         replicas: options.replicas,
         sentinels: options.sentinels,
@@ -81,7 +91,7 @@ pub fn prepare_dev_dir(dir: &Path, options: &DevOptions) -> Result<PreparedClust
 /// Every role of a cluster, running in this process.
 pub struct Cluster {
     ctx: RoleContext,
-    /// In start order: shards, coordinators, sentinels.
+    /// In start order: atomizer, archiver, watchtower, shards, coordinators, sentinels.
     roles: Vec<Running>,
 }
 
@@ -103,6 +113,19 @@ impl Cluster {
 
     async fn start_all(&mut self) -> Result<(), NodeError> {
         let config = self.ctx.config.clone();
+        // Atomizer: the sequencer, then who follows its blocks, then the shards (which
+        // catch up from them), then the sentinels.
+        if let Some(atomizer) = &config.atomizer {
+            for r in &atomizer.replicas {
+                self.roles.push(start_atomizer(&self.ctx, r.id).await?);
+            }
+        }
+        if config.archiver.is_some() {
+            self.roles.push(start_archiver(&self.ctx).await?);
+        }
+        if config.watchtower.is_some() {
+            self.roles.push(start_watchtower(&self.ctx).await?);
+        }
         for (g, group) in config.shards.iter().enumerate() {
             for r in &group.replicas {
                 self.roles.push(start_shard(&self.ctx, g, r.id).await?);
@@ -140,7 +163,8 @@ impl Cluster {
         self.roles.iter().map(|r| r.name().to_string()).collect()
     }
 
-    /// Stops the sentinels first (no new work), then coordinators, then shards; returns
+    /// Stops the roles in the reverse order of their start (sentinels first: no new
+    /// work; the atomizer last); returns
     /// the first error after trying to stop everything.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let mut first_error = None;

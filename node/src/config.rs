@@ -111,8 +111,79 @@ pub struct ClusterConfig {
     /// 2PC coordinator groups (2PC only).
     #[serde(default)]
     pub coordinators: Vec<CoordinatorGroupConfig>,
-    /// Shard groups, each owning a range of UHS id prefixes.
+    /// Shard groups, each owning a range of UHS id prefixes. In an atomizer cluster the
+    /// "replicas" of a group are independent shards owning the same range (redundancy).
     pub shards: Vec<ShardGroupConfig>,
+    /// The atomizer group (atomizer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atomizer: Option<AtomizerConfig>,
+    /// The block archive (atomizer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiver: Option<ArchiverConfig>,
+    /// The status service (atomizer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchtower: Option<WatchtowerConfig>,
+}
+
+/// The atomizer: a Raft group ordering transactions into blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtomizerConfig {
+    /// Time between blocks: the floor of confirmation latency, and how much work one
+    /// block (one Raft entry and one shard write batch) carries.
+    #[serde(default = "default_block_interval", with = "humantime_serde")]
+    pub block_interval: Duration,
+    /// Blocks whose spent inputs the atomizer remembers: an input attestation or a
+    /// partial transaction older than this many blocks is refused (STALE / INCOMPLETE).
+    #[serde(default = "default_stxo_cache_depth")]
+    pub stxo_cache_depth: u64,
+    /// Most complete transactions per replicated command.
+    #[serde(default = "default_atomizer_batch")]
+    pub max_batch: usize,
+    /// The group's replicas.
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+fn default_block_interval() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_stxo_cache_depth() -> u64 {
+    8
+}
+fn default_atomizer_batch() -> usize {
+    10_000
+}
+
+/// The archiver: every block, forever, in RocksDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiverConfig {
+    /// Where shards and the watchtower fetch old blocks.
+    pub endpoint: SocketAddr,
+    /// Where the archive's RocksDB lives.
+    pub data_dir: PathBuf,
+    /// After this many newly archived blocks the archiver lets the atomizer forget them.
+    #[serde(default = "default_prune_every")]
+    pub prune_every: u64,
+}
+
+fn default_prune_every() -> u64 {
+    64
+}
+
+/// The watchtower: transaction and output status from blocks and shard error reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchtowerConfig {
+    /// Where sentinels ask for final statuses and shards report errors.
+    pub endpoint: SocketAddr,
+    /// Most transactions (and outputs) remembered; the oldest are forgotten first.
+    #[serde(default = "default_retention")]
+    pub retention: usize,
+}
+
+fn default_retention() -> usize {
+    10_000_000
 }
 
 fn default_threshold() -> usize {
@@ -249,8 +320,10 @@ pub struct ReplicaConfig {
     pub id: u64,
     /// Client-facing gRPC endpoint.
     pub endpoint: SocketAddr,
-    /// Peer-only Raft endpoint.
-    pub raft_endpoint: SocketAddr,
+    /// Peer-only Raft endpoint (absent for an atomizer-mode shard, which is not a Raft
+    /// replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_endpoint: Option<SocketAddr>,
     /// Where this replica keeps its RocksDB.
     pub data_dir: PathBuf,
 }
@@ -309,6 +382,14 @@ impl ShardGroupConfig {
 }
 
 impl ClusterConfig {
+    /// Client endpoints (`host:port`) of the atomizer replicas (empty without one).
+    pub fn atomizer_endpoints(&self) -> Vec<String> {
+        self.atomizer
+            .iter()
+            .flat_map(|a| a.replicas.iter().map(|r| r.endpoint.to_string()))
+            .collect()
+    }
+
     /// Client endpoints (`host:port`) of each shard group's replicas, in file order.
     pub fn shard_endpoints(&self) -> Vec<Vec<String>> {
         self.shards
@@ -364,6 +445,9 @@ impl ClusterConfig {
         for r in self.replicas_mut() {
             fix(&mut r.data_dir);
         }
+        if let Some(archiver) = &mut self.archiver {
+            fix(&mut archiver.data_dir);
+        }
     }
 
     fn replicas_mut(&mut self) -> impl Iterator<Item = &mut ReplicaConfig> {
@@ -371,6 +455,25 @@ impl ClusterConfig {
             .iter_mut()
             .flat_map(|g| g.replicas.iter_mut())
             .chain(self.shards.iter_mut().flat_map(|g| g.replicas.iter_mut()))
+            .chain(self.atomizer.iter_mut().flat_map(|a| a.replicas.iter_mut()))
+    }
+
+    /// Every replica of every group, with whether it is a Raft replica.
+    fn replicas(&self) -> impl Iterator<Item = (&ReplicaConfig, bool)> {
+        let raft_shards = self.architecture == Architecture::TwoPhaseCommit;
+        self.coordinators
+            .iter()
+            .flat_map(|g| g.replicas.iter().map(|r| (r, true)))
+            .chain(
+                self.shards
+                    .iter()
+                    .flat_map(move |g| g.replicas.iter().map(move |r| (r, raft_shards))),
+            )
+            .chain(
+                self.atomizer
+                    .iter()
+                    .flat_map(|a| a.replicas.iter().map(|r| (r, true))),
+            )
     }
 
     /// The issuer key.
@@ -454,27 +557,71 @@ impl ClusterConfig {
                     }
                 }
             }
-            Architecture::Atomizer => {
-                return Err(ConfigError::Missing(
-                    "the atomizer architecture is not implemented yet (issue #8)".into(),
-                ))
+            Architecture::Atomizer => self.validate_atomizer()?,
+        }
+        for (r, raft) in self.replicas() {
+            match (raft, r.raft_endpoint) {
+                (true, None) => {
+                    return Err(ConfigError::Missing(format!(
+                        "replica {} at {} needs a raft_endpoint",
+                        r.id, r.endpoint
+                    )))
+                }
+                (false, Some(_)) => {
+                    return Err(ConfigError::OutOfRange {
+                        field: format!("shard replica {} at {}", r.id, r.endpoint),
+                        message: "atomizer-mode shards are not Raft replicas: remove raft_endpoint"
+                            .into(),
+                    })
+                }
+                _ => {}
             }
         }
         let mut endpoints = HashSet::new();
-        let replicas = self
-            .coordinators
-            .iter()
-            .flat_map(|g| &g.replicas)
-            .chain(self.shards.iter().flat_map(|g| &g.replicas));
         let listeners = self
             .sentinels
             .iter()
             .map(|s| s.endpoint)
-            .chain(replicas.flat_map(|r| [r.endpoint, r.raft_endpoint]));
+            .chain(
+                self.replicas()
+                    .flat_map(|(r, _)| std::iter::once(r.endpoint).chain(r.raft_endpoint)),
+            )
+            .chain(self.archiver.iter().map(|a| a.endpoint))
+            .chain(self.watchtower.iter().map(|w| w.endpoint));
         for addr in listeners {
             if !endpoints.insert(addr) {
                 return Err(ConfigError::DuplicateEndpoint(addr));
             }
+        }
+        Ok(())
+    }
+}
+
+impl ClusterConfig {
+    fn validate_atomizer(&self) -> Result<(), ConfigError> {
+        let atomizer = self.atomizer.as_ref().ok_or_else(|| {
+            ConfigError::Missing("an atomizer cluster needs an [atomizer] section".into())
+        })?;
+        check_group("atomizer", &atomizer.replicas)?;
+        if atomizer.block_interval.is_zero()
+            || atomizer.stxo_cache_depth == 0
+            || atomizer.max_batch == 0
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "atomizer".into(),
+                message: "block_interval, stxo_cache_depth and max_batch must be positive".into(),
+            });
+        }
+        if self.archiver.is_none() || self.watchtower.is_none() {
+            return Err(ConfigError::Missing(
+                "an atomizer cluster needs [archiver] and [watchtower] sections".into(),
+            ));
+        }
+        if !self.coordinators.is_empty() {
+            return Err(ConfigError::OutOfRange {
+                field: "coordinators".into(),
+                message: "an atomizer cluster has no coordinator groups".into(),
+            });
         }
         Ok(())
     }

@@ -41,6 +41,14 @@ pub enum NodeError {
         /// The transport's message.
         message: String,
     },
+    /// An atomizer-architecture role (atomizer, shard, archiver, watchtower) failed.
+    #[error("{role}: {message}")]
+    Role {
+        /// The role.
+        role: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The command line names something the cluster file does not have.
     #[error("{0}")]
     NotInConfig(String),

@@ -2,6 +2,7 @@
 //! that a new cluster is one command away.
 
 use crate::config::{
+    ArchiverConfig, AtomizerConfig, WatchtowerConfig,
     Architecture, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, RaftConfig, ReplicaConfig,
     SentinelConfig, ShardGroupConfig, StorageConfig,
 };
@@ -22,6 +23,9 @@ pub struct InitOptions {
     pub sentinels: usize,
     /// Coordinator groups (2PC).
     pub coordinators: usize,
+    /// Atomizer: independent shards per range (redundancy); 2PC shard groups use
+    /// `replicas` instead.
+    pub shard_copies: usize,
 }
 
 /// Why `config init` failed.
@@ -74,17 +78,19 @@ impl PortAllocator {
     }
 }
 
+/// `count` replicas of `group`; Raft replicas get a peer endpoint too.
 fn replicas(
     ports: &mut PortAllocator,
     group: &str,
     count: usize,
+    raft: bool,
 ) -> Result<Vec<ReplicaConfig>, InitError> {
     (0..count)
         .map(|i| {
             Ok(ReplicaConfig {
                 id: i as u64 + 1,
                 endpoint: ports.next()?,
-                raft_endpoint: ports.next()?,
+                raft_endpoint: if raft { Some(ports.next()?) } else { None },
                 data_dir: PathBuf::from(format!("data/{group}-r{}", i + 1)),
             })
         })
@@ -136,6 +142,12 @@ pub fn init_cluster_holding_ports(
             key_file,
         });
     }
+    let atomizer_mode = options.architecture == Architecture::Atomizer;
+    let (shard_replicas, coordinator_groups) = if atomizer_mode {
+        (options.shard_copies.max(1), 0)
+    } else {
+        (options.replicas, options.coordinators)
+    };
     let map = ShardMap::even(options.shards).map_err(crate::config::ConfigError::from)?;
     let shards = map
         .ranges()
@@ -146,21 +158,52 @@ pub fn init_cluster_holding_ports(
                 id: i as u64,
                 range_start: r.start,
                 range_end: r.end,
-                replicas: replicas(&mut ports, &format!("shard-{i}"), options.replicas)?,
+                replicas: replicas(
+                    &mut ports,
+                    &format!("shard-{i}"),
+                    shard_replicas,
+                    !atomizer_mode,
+                )?,
             })
         })
         .collect::<Result<_, InitError>>()?;
-    let coordinators = (0..options.coordinators)
+    let coordinators = (0..coordinator_groups)
         .map(|i| {
             Ok(CoordinatorGroupConfig {
                 id: i as u64,
                 batch_size: 2000,
                 batch_delay: std::time::Duration::from_millis(2),
                 max_in_flight: 4,
-                replicas: replicas(&mut ports, &format!("coordinator-{i}"), options.replicas)?,
+                replicas: replicas(
+                    &mut ports,
+                    &format!("coordinator-{i}"),
+                    options.replicas,
+                    true,
+                )?,
             })
         })
         .collect::<Result<_, InitError>>()?;
+    let (atomizer, archiver, watchtower) = if atomizer_mode {
+        (
+            Some(AtomizerConfig {
+                block_interval: std::time::Duration::from_millis(50),
+                stxo_cache_depth: 8,
+                max_batch: 10_000,
+                replicas: replicas(&mut ports, "atomizer", options.replicas, true)?,
+            }),
+            Some(ArchiverConfig {
+                endpoint: ports.next()?,
+                data_dir: PathBuf::from("data/archiver"),
+                prune_every: 64,
+            }),
+            Some(WatchtowerConfig {
+                endpoint: ports.next()?,
+                retention: 10_000_000,
+            }),
+        )
+    } else {
+        (None, None, None)
+    };
     let config = ClusterConfig {
         architecture: options.architecture,
         issuer_public_key: issuer.public_key().to_string(),
@@ -171,6 +214,9 @@ pub fn init_cluster_holding_ports(
         sentinels,
         coordinators,
         shards,
+        atomizer,
+        archiver,
+        watchtower,
     };
     config.validate()?;
     std::fs::write(&file, config.to_toml()).map_err(io(format!("writing {}", file.display())))?;

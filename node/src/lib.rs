@@ -9,6 +9,7 @@
 //! - [`bench_cmd`]: `cbdc bench` on the embedded cluster (seeded with genesis outputs) or
 //!   an external one.
 
+pub mod atomizer_roles;
 pub mod bench_cmd;
 pub mod cluster;
 pub mod config;

@@ -7,6 +7,7 @@ use anyhow::Context;
 /// profile.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use cbdc_node::atomizer_roles;
 use cbdc_node::bench_cmd::{run_bench, BenchTarget};
 use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
 use cbdc_node::config::{Architecture, ClusterConfig};
@@ -46,6 +47,9 @@ enum Command {
         /// already holds a cluster.toml.
         #[arg(long, default_value = "cbdc-dev")]
         dir: PathBuf,
+        /// Settlement architecture (for a new directory).
+        #[arg(long, value_enum, default_value = "2pc")]
+        arch: Arch,
         /// Shard groups (for a new directory).
         #[arg(long, default_value_t = 2)]
         shards: usize,
@@ -73,6 +77,9 @@ struct BenchTargetArgs {
     /// fresh embedded one.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Embedded cluster: settlement architecture.
+    #[arg(long, value_enum, default_value = "2pc")]
+    arch: Arch,
     /// Embedded cluster: shard groups.
     #[arg(long, default_value_t = 2)]
     shards: usize,
@@ -86,7 +93,8 @@ struct BenchTargetArgs {
 
 #[derive(Subcommand)]
 enum RoleCommand {
-    /// A replica of a 2PC locking shard group.
+    /// A shard: a replica of a 2PC locking shard group, or one atomizer-mode shard of a
+    /// range (its "replica" id in the group).
     Shard {
         /// The group's id in the cluster file.
         #[arg(long)]
@@ -110,6 +118,16 @@ enum RoleCommand {
         #[arg(long)]
         id: u64,
     },
+    /// A replica of the atomizer group (atomizer).
+    Atomizer {
+        /// The replica's id in the group.
+        #[arg(long)]
+        replica: u64,
+    },
+    /// The block archive (atomizer).
+    Archiver,
+    /// The transaction status service (atomizer).
+    Watchtower,
 }
 
 #[derive(Subcommand)]
@@ -134,6 +152,9 @@ enum ConfigCommand {
         /// Coordinator groups (2pc).
         #[arg(long, default_value_t = 1)]
         coordinators: usize,
+        /// Independent shards per range (atomizer redundancy).
+        #[arg(long, default_value_t = 1)]
+        shard_copies: usize,
     },
     /// Validate a cluster file and print a summary.
     Check {
@@ -147,6 +168,15 @@ enum Arch {
     #[value(name = "2pc")]
     TwoPc,
     Atomizer,
+}
+
+impl From<Arch> for Architecture {
+    fn from(arch: Arch) -> Self {
+        match arch {
+            Arch::TwoPc => Architecture::TwoPhaseCommit,
+            Arch::Atomizer => Architecture::Atomizer,
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -202,6 +232,9 @@ async fn run_role(config_path: &Path, role: RoleCommand) -> anyhow::Result<()> {
             roles::start_coordinator(&ctx, g, replica).await?
         }
         RoleCommand::Sentinel { id } => roles::start_sentinel(&ctx, id).await?,
+        RoleCommand::Atomizer { replica } => atomizer_roles::start_atomizer(&ctx, replica).await?,
+        RoleCommand::Archiver => atomizer_roles::start_archiver(&ctx).await?,
+        RoleCommand::Watchtower => atomizer_roles::start_watchtower(&ctx).await?,
     };
     tracing::info!(role = running.name(), "ready; Ctrl-C or SIGTERM stops it");
     shutdown_signal().await;
@@ -263,6 +296,7 @@ fn main() -> anyhow::Result<()> {
                 Some(config) => BenchTarget::External { config },
                 None => BenchTarget::Embedded {
                     options: DevOptions {
+                        architecture: target.arch.into(),
                         shards: target.shards,
                         replicas: target.replicas,
                         ..DevOptions::default()
@@ -278,11 +312,13 @@ fn main() -> anyhow::Result<()> {
         Command::Run { config, role } => runtime()?.block_on(run_role(&config, role))?,
         Command::Dev {
             dir,
+            arch,
             shards,
             replicas,
             demo,
         } => {
             let options = DevOptions {
+                architecture: arch.into(),
                 shards,
                 replicas,
                 ..DevOptions::default()
@@ -296,17 +332,15 @@ fn main() -> anyhow::Result<()> {
             replicas,
             sentinels,
             coordinators,
+            shard_copies,
         }) => {
-            let architecture = match arch {
-                Arch::TwoPc => Architecture::TwoPhaseCommit,
-                Arch::Atomizer => Architecture::Atomizer,
-            };
             let options = InitOptions {
-                architecture,
+                architecture: arch.into(),
                 shards,
                 replicas,
                 sentinels,
                 coordinators,
+                shard_copies,
             };
             let file = init_cluster(&dir, &options).context("cbdc config init")?;
             println!("wrote {}", file.display());

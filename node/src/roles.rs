@@ -1,11 +1,13 @@
-//! Starting and stopping each role of a 2PC cluster from the cluster file: a shard
-//! replica, a coordinator replica, a sentinel. `cbdc run` starts one; an in-process
+//! Starting and stopping each role from the cluster file: a shard replica, a
+//! coordinator replica, a sentinel (the atomizer architecture's own roles are in
+//! [`crate::atomizer_roles`]). `cbdc run` starts one; an in-process
 //! cluster ([`crate::cluster`]) starts them all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cbdc_atomizer::{AtomizerMachine, Sequencer};
 use cbdc_consensus::{RaftTuning, Replica, ReplicaNode, ReplicaStatusService};
 use cbdc_coordinator::{Coordinator, CoordinatorMachine, CoordinatorParams, GrpcShardGroups};
 use cbdc_core::{read_key_file, AttestationVerifier, Validator};
@@ -15,13 +17,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::{ClusterConfig, ReplicaConfig, SentinelConfig};
+use crate::config::{Architecture, ClusterConfig, ReplicaConfig, SentinelConfig};
 use crate::error::NodeError;
 use crate::listeners::Listeners;
 
 /// How long a sentinel or coordinator waits for the next hop before answering
 /// `UNAVAILABLE` (the transaction may still settle; a retry gets its real outcome).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every role needs to start.
 #[derive(Clone)]
@@ -41,7 +43,7 @@ impl RoleContext {
         }
     }
 
-    fn verifier(&self) -> Result<Arc<AttestationVerifier>, NodeError> {
+    pub(crate) fn verifier(&self) -> Result<Arc<AttestationVerifier>, NodeError> {
         Ok(Arc::new(AttestationVerifier::new(
             self.config.sentinel_keys()?,
             self.config.attestation_threshold,
@@ -61,15 +63,21 @@ pub enum Running {
     Coordinator(ServedReplica<CoordinatorMachine>, Coordinator),
     /// A sentinel.
     Sentinel(ServedSentinel),
+    /// An atomizer replica and its sequencer.
+    Atomizer(ServedReplica<AtomizerMachine>, Sequencer),
+    /// An atomizer-mode shard, the archiver or the watchtower.
+    Service(Server, crate::atomizer_roles::Component),
 }
 
 impl Running {
     /// e.g. `shard-0/r1`, `coordinator-0/r2`, `sentinel-0`.
     pub fn name(&self) -> &str {
         match self {
-            Running::Shard(r) => &r.name,
-            Running::Coordinator(r, _) => &r.name,
+            Running::Shard(r) => r.server.name(),
+            Running::Coordinator(r, _) => r.server.name(),
             Running::Sentinel(s) => &s.name,
+            Running::Atomizer(r, _) => r.server.name(),
+            Running::Service(server, _) => server.name(),
         }
     }
 
@@ -82,31 +90,79 @@ impl Running {
                 r.shutdown().await
             }
             Running::Sentinel(s) => s.shutdown().await,
+            Running::Atomizer(r, sequencer) => {
+                sequencer.shutdown().await;
+                r.shutdown().await
+            }
+            Running::Service(server, component) => {
+                let name = server.name().to_string();
+                let served = server.shutdown().await;
+                let stopped = component.shutdown(&name).await;
+                tracing::info!(role = %name, "stopped");
+                served.and(stopped)
+            }
         }
+    }
+}
+
+/// A gRPC server on one listener, until [`Server::shutdown`].
+pub struct Server {
+    name: String,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Serves `routes` on `listener` as role `name`.
+    pub(crate) fn start(
+        name: String,
+        listener: tokio::net::TcpListener,
+        routes: tonic::service::Routes,
+    ) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let addr = listener.local_addr().ok();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }),
+        );
+        tracing::info!(role = %name, endpoint = ?addr, "serving");
+        Server { name, server, stop }
+    }
+
+    /// The role's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops accepting calls and waits for the calls in progress.
+    pub(crate) async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.stop.send(true);
+        join_server(&self.name, self.server).await
     }
 }
 
 /// A Raft replica with its client-facing gRPC server.
 pub struct ServedReplica<S: cbdc_consensus::StateMachine> {
-    name: String,
+    server: Server,
     replica: Replica<S>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    stop: watch::Sender<bool>,
 }
 
 impl<S: cbdc_consensus::StateMachine> ServedReplica<S> {
-    async fn shutdown(self) -> Result<(), NodeError> {
-        let _ = self.stop.send(true);
-        let server = join_server(&self.name, self.server).await;
+    pub(crate) async fn shutdown(self) -> Result<(), NodeError> {
+        let name = self.server.name.clone();
+        let server = self.server.shutdown().await;
         let replica = self
             .replica
             .shutdown()
             .await
             .map_err(|source| NodeError::Consensus {
-                role: self.name.clone(),
+                role: name.clone(),
                 source,
             });
-        tracing::info!(role = %self.name, "stopped");
+        tracing::info!(role = %name, "stopped");
         server.and(replica)
     }
 }
@@ -158,15 +214,14 @@ fn members(replicas: &[ReplicaConfig]) -> BTreeMap<u64, ReplicaNode> {
     replicas
         .iter()
         .map(|r| {
-            (
-                r.id,
-                ReplicaNode::new(r.raft_endpoint.to_string(), r.endpoint.to_string()),
-            )
+            // Validation guarantees every Raft replica has a peer endpoint.
+            let peer = r.raft_endpoint.map(|a| a.to_string()).unwrap_or_default();
+            (r.id, ReplicaNode::new(peer, r.endpoint.to_string()))
         })
         .collect()
 }
 
-fn find_replica<'a>(
+pub(crate) fn find_replica<'a>(
     kind: &str,
     group: u64,
     replicas: &'a [ReplicaConfig],
@@ -179,14 +234,14 @@ fn find_replica<'a>(
 }
 
 /// A replica whose Raft is running but whose client endpoint is not served yet.
-struct StartedReplica<S: cbdc_consensus::StateMachine> {
+pub(crate) struct StartedReplica<S: cbdc_consensus::StateMachine> {
     name: String,
-    replica: Replica<S>,
+    pub(crate) replica: Replica<S>,
     client_listener: tokio::net::TcpListener,
 }
 
 /// Opens the replica's storage and starts Raft on its peer endpoint.
-async fn start_replica<S: cbdc_consensus::StateMachine>(
+pub(crate) async fn start_replica<S: cbdc_consensus::StateMachine>(
     ctx: &RoleContext,
     name: String,
     replica_config: &ReplicaConfig,
@@ -194,7 +249,10 @@ async fn start_replica<S: cbdc_consensus::StateMachine>(
     make_sm: impl FnOnce(Arc<rocksdb::DB>) -> Result<S, cbdc_consensus::ConsensusError>,
 ) -> Result<StartedReplica<S>, NodeError> {
     let client_listener = ctx.listeners.take(replica_config.endpoint)?;
-    let peer_listener = ctx.listeners.take(replica_config.raft_endpoint)?;
+    let peer_addr = replica_config.raft_endpoint.ok_or_else(|| {
+        NodeError::NotInConfig(format!("{name} has no raft_endpoint"))
+    })?;
+    let peer_listener = ctx.listeners.take(peer_addr)?;
     let config = cbdc_consensus::ReplicaConfig {
         id: replica_config.id,
         group: name.clone(),
@@ -217,27 +275,12 @@ async fn start_replica<S: cbdc_consensus::StateMachine>(
 
 impl<S: cbdc_consensus::StateMachine> StartedReplica<S> {
     /// Serves `routes`, plus the read-only replica status, on the client endpoint.
-    fn serve(self, routes: tonic::service::Routes) -> ServedReplica<S> {
-        let (stop, mut stopped) = watch::channel(false);
+    pub(crate) fn serve(self, routes: tonic::service::Routes) -> ServedReplica<S> {
         let routes =
             routes.add_service(ReplicaStatusService::new(self.replica.handle()).into_server());
-        let addr = self.client_listener.local_addr().ok();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(self.client_listener),
-                    async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    },
-                ),
-        );
-        tracing::info!(role = %self.name, endpoint = ?addr, "serving");
         ServedReplica {
-            name: self.name,
+            server: Server::start(self.name, self.client_listener, routes),
             replica: self.replica,
-            server,
-            stop,
         }
     }
 }
@@ -253,6 +296,9 @@ pub async fn start_shard(
     })?;
     let replica = find_replica("shard", group.id, &group.replicas, replica_id)?;
     let name = format!("shard-{}/r{}", group.id, replica.id);
+    if ctx.config.architecture == Architecture::Atomizer {
+        return crate::atomizer_roles::start_atomizer_shard(ctx, name, group, replica).await;
+    }
     let params = LockingShardParams::new(group.range());
     let verifier = ctx.verifier()?;
     let started = start_replica(ctx, name, replica, &group.replicas, |db| {
@@ -341,7 +387,13 @@ pub fn sentinel_params(config: &ClusterConfig, id: u64) -> Result<SentinelParams
 pub async fn start_sentinel(ctx: &RoleContext, id: u64) -> Result<Running, NodeError> {
     let params = sentinel_params(&ctx.config, id)?;
     let endpoint = find_sentinel(&ctx.config, id)?.endpoint;
-    let backend = Arc::new(TwoPhaseBackend::new(&params)?);
+    let backend: Arc<dyn cbdc_sentinel::Backend> = match ctx.config.architecture {
+        Architecture::TwoPhaseCommit => Arc::new(TwoPhaseBackend::new(&params)?),
+        Architecture::Atomizer => Arc::new(crate::atomizer_roles::atomizer_backend(
+            &ctx.config,
+            &params,
+        )?),
+    };
     let listener = ctx.listeners.take(endpoint)?;
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(cbdc_sentinel::serve(

@@ -11,6 +11,7 @@ fn options(shards: usize, replicas: usize) -> InitOptions {
         replicas,
         sentinels: 2,
         coordinators: 1,
+        shard_copies: 1,
     }
 }
 

@@ -13,11 +13,18 @@ use futures::future::{try_join_all, BoxFuture};
 
 use crate::params::{ParamsError, SentinelParams};
 
-/// The final outcome of a valid transaction at the back end.
+/// What the back end answered for a valid transaction: its final outcome, or (atomizer)
+/// that it was accepted for ordering and is not final yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Settled: inputs spent, outputs created.
-    Confirmed,
+    /// Settled: inputs spent, outputs created (atomizer: in the block at this height).
+    Confirmed {
+        /// The confirming block (atomizer only).
+        block_height: Option<u64>,
+    },
+    /// Handed on for settlement; the final outcome comes later (ask
+    /// [`Backend::await_final`] or the transaction's status).
+    Pending,
     /// Refused because of the ledger's state; nothing of it was applied.
     Rejected {
         /// Why.
@@ -30,10 +37,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Confirmed, with no block height (2PC).
+    pub const CONFIRMED: Outcome = Outcome::Confirmed { block_height: None };
+
     /// The wire result for transaction `id`.
     pub fn to_result(&self, id: &TxId) -> v1::TransactionResult {
         match self {
-            Outcome::Confirmed => v1::TransactionResult::confirmed(id, None),
+            Outcome::Confirmed { block_height } => {
+                v1::TransactionResult::confirmed(id, *block_height)
+            }
+            Outcome::Pending => v1::TransactionResult::pending(id),
             Outcome::Rejected {
                 reason,
                 input_index,
@@ -45,7 +58,9 @@ impl Outcome {
     /// Reads a back end's final answer (CONFIRMED or REJECTED with a known reason).
     pub fn from_result(result: &v1::TransactionResult) -> Result<Outcome, BackendError> {
         match status::tx_status("transaction_result.status", result.status) {
-            Ok(v1::TxStatus::Confirmed) => Ok(Outcome::Confirmed),
+            Ok(v1::TxStatus::Confirmed) => Ok(Outcome::Confirmed {
+                block_height: result.block_height,
+            }),
             Ok(v1::TxStatus::Rejected) => {
                 let reason =
                     status::reject_reason("transaction_result.reject_reason", result.reject_reason)
@@ -77,6 +92,15 @@ pub enum TxState {
 }
 
 impl TxState {
+    /// Reads a back end's status answer (PENDING, UNKNOWN or a final outcome).
+    pub fn from_result(result: &v1::TransactionResult) -> Result<TxState, BackendError> {
+        match status::tx_status("transaction_result.status", result.status) {
+            Ok(v1::TxStatus::Pending) => Ok(TxState::Pending),
+            Ok(v1::TxStatus::Unknown) => Ok(TxState::Unknown),
+            _ => Outcome::from_result(result).map(TxState::Final),
+        }
+    }
+
     /// The wire result for transaction `id`.
     pub fn to_result(&self, id: &TxId) -> v1::TransactionResult {
         match self {
@@ -115,7 +139,7 @@ impl OutputState {
         entry
     }
 
-    fn from_entry(entry: &v1::OutputStatusEntry) -> Result<OutputState, BackendError> {
+    pub(crate) fn from_entry(entry: &v1::OutputStatusEntry) -> Result<OutputState, BackendError> {
         let s = status::output_status("output_status_entry.status", entry.status)
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let value = || {
@@ -154,7 +178,7 @@ impl BackendError {
         }
     }
 
-    fn from_consensus(error: ConsensusError) -> BackendError {
+    pub(crate) fn from_consensus(error: ConsensusError) -> BackendError {
         match error {
             ConsensusError::Status { code, message } if code != tonic::Code::Unavailable => {
                 BackendError::Protocol(format!("{code:?}: {message}"))
@@ -187,6 +211,23 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         ids: Vec<UhsId>,
     ) -> BoxFuture<'_, Result<Vec<OutputState>, BackendError>>;
+
+    /// Waits up to `timeout` for transaction `id`, answered [`Outcome::Pending`] by
+    /// [`Backend::execute`], to become final; what is known then. A back end whose
+    /// answers are always final never gets this call; by default it asks the status once.
+    fn await_final(
+        &self,
+        id: TxId,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<TxState, BackendError>> {
+        let _ = timeout;
+        self.tx_status(id)
+    }
+
+    /// The architecture `GetInfo` reports.
+    fn architecture(&self) -> v1::Architecture {
+        v1::Architecture::TwoPhaseCommit
+    }
 }
 
 /// The two-phase-commit back end: coordinator groups for settlement, shard groups for
@@ -287,7 +328,7 @@ impl TwoPhaseBackend {
 
 /// Makes one `ShardQuery` call (`rpc`, given a client with the internal message size
 /// limits and a copy of `request`) on the shard group behind `client`.
-async fn query_shard<Req, Resp, F, Fut>(
+pub(crate) async fn query_shard<Req, Resp, F, Fut>(
     client: &LeaderClient,
     request: Req,
     rpc: F,
@@ -311,7 +352,7 @@ where
 
 /// Splits `items` into per-group lists by `group_of`, keeping each item's position so the
 /// answers can be put back in order.
-fn split_by_group<T>(
+pub(crate) fn split_by_group<T>(
     items: Vec<T>,
     groups: usize,
     group_of: impl Fn(&T) -> usize,
@@ -331,7 +372,7 @@ fn split_by_group<T>(
 }
 
 /// Puts per-group answers back in the order of the original items.
-fn merge_in_order<A: Clone>(
+pub(crate) fn merge_in_order<A: Clone>(
     total: usize,
     parts: Vec<(Vec<usize>, Vec<A>)>,
 ) -> Result<Vec<A>, BackendError> {
@@ -384,11 +425,7 @@ impl Backend for TwoPhaseBackend {
                     response.results.len()
                 )));
             };
-            match status::tx_status("transaction_result.status", result.status) {
-                Ok(v1::TxStatus::Pending) => Ok(TxState::Pending),
-                Ok(v1::TxStatus::Unknown) => Ok(TxState::Unknown),
-                _ => Outcome::from_result(result).map(TxState::Final),
-            }
+            TxState::from_result(result)
         })
     }
 
@@ -436,7 +473,7 @@ mod tests {
             input_index: Some(1),
             message: "spent".into(),
         };
-        for outcome in [Outcome::Confirmed, rejected] {
+        for outcome in [Outcome::CONFIRMED, rejected] {
             assert_eq!(Outcome::from_result(&outcome.to_result(&id)), Ok(outcome));
         }
         assert!(Outcome::from_result(&v1::TransactionResult::pending(&id)).is_err());

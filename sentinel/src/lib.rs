@@ -24,6 +24,7 @@
 //! - `memory`: `MemoryBackend`, an in-memory ledger for tests (feature `memory-backend`;
 //!   never part of a `cbdc` binary).
 
+pub mod atomizer;
 pub mod backend;
 #[cfg(any(test, feature = "memory-backend"))]
 pub mod memory;
@@ -31,6 +32,7 @@ pub mod params;
 pub mod pipeline;
 pub mod service;
 
+pub use atomizer::{AtomizerBackend, AtomizerEndpoints};
 pub use backend::{Backend, BackendError, Outcome, OutputState, TwoPhaseBackend, TxState};
 #[cfg(any(test, feature = "memory-backend"))]
 pub use memory::MemoryBackend;

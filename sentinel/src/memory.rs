@@ -138,7 +138,7 @@ impl MemoryBackend {
             if tx.is_mint() {
                 ledger.mints.insert(tx.id);
             }
-            Outcome::Confirmed
+            Outcome::CONFIRMED
         };
         ledger.outcomes.insert(tx.id, outcome.clone());
         outcome

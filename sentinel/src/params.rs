@@ -54,6 +54,9 @@ pub enum ParamsError {
         /// Ranges in the shard map.
         shards: usize,
     },
+    /// An endpoint that is not `host:port` or a URL.
+    #[error("bad endpoint {0:?}")]
+    BadEndpoint(String),
     /// A group with no replica endpoint.
     #[error("{kind} group {group} has no endpoints")]
     EmptyGroup {

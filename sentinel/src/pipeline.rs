@@ -242,6 +242,27 @@ impl Pipeline {
         self.with_timeout(self.shared.backend.tx_status(id)).await
     }
 
+    /// Waits up to `timeout` for transaction `id`, answered [`Outcome::Pending`], to
+    /// become final (the back end's own call is bounded by `timeout` too).
+    pub async fn await_final(&self, id: TxId, timeout: Duration) -> Result<TxState, BackendError> {
+        let call = self.shared.backend.await_final(id, timeout);
+        // A little slack over the wait itself for the back end to answer.
+        match tokio::time::timeout(timeout + self.shared.request_timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Ok(TxState::Pending),
+        }
+    }
+
+    /// How long the back end gets to answer one call.
+    pub fn request_timeout(&self) -> Duration {
+        self.shared.request_timeout
+    }
+
+    /// The architecture of the back end.
+    pub fn architecture(&self) -> cbdc_proto::v1::Architecture {
+        self.shared.backend.architecture()
+    }
+
     /// The state of each output, in order.
     pub async fn output_status(&self, ids: Vec<UhsId>) -> Result<Vec<OutputState>, BackendError> {
         self.with_timeout(self.shared.backend.output_status(ids))
@@ -342,10 +363,10 @@ mod tests {
         let m = mint(&key(2), 500, 7);
         assert_eq!(
             within(pipeline.submit(m.clone())).await,
-            Ok(Outcome::Confirmed)
+            Ok(Outcome::CONFIRMED)
         );
         let t = spend(&m, &key(2), &key(3));
-        assert_eq!(within(pipeline.submit(t)).await, Ok(Outcome::Confirmed));
+        assert_eq!(within(pipeline.submit(t)).await, Ok(Outcome::CONFIRMED));
         let conflicting = spend(&m, &key(2), &key(4));
         match within(pipeline.submit(conflicting)).await {
             Ok(Outcome::Rejected {
@@ -396,7 +417,7 @@ mod tests {
             mints.into_iter().map(|m| pipeline.submit(m)),
         ))
         .await;
-        assert!(answers.iter().all(|a| *a == Ok(Outcome::Confirmed)));
+        assert!(answers.iter().all(|a| *a == Ok(Outcome::CONFIRMED)));
         let sizes: Vec<usize> = backend.batches().iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![4, 4]);
     }
@@ -406,7 +427,7 @@ mod tests {
         let (pipeline, backend) = pipeline(&params(1000, Duration::from_millis(5)));
         assert_eq!(
             within(pipeline.submit(mint(&key(2), 10, 1))).await,
-            Ok(Outcome::Confirmed)
+            Ok(Outcome::CONFIRMED)
         );
         assert_eq!(backend.batches().len(), 1);
     }
@@ -429,7 +450,7 @@ mod tests {
             )
         })
         .await;
-        assert_eq!(a, Ok(Outcome::Confirmed));
+        assert_eq!(a, Ok(Outcome::CONFIRMED));
         assert_eq!(
             b,
             Err(SubmitError::Invalid(ValidationError::UnauthorizedMint))
@@ -463,13 +484,13 @@ mod tests {
         })
         .await;
         backend.release();
-        assert_eq!(within(first).await.unwrap(), Ok(Outcome::Confirmed));
-        assert_eq!(within(second).await.unwrap(), Ok(Outcome::Confirmed));
+        assert_eq!(within(first).await.unwrap(), Ok(Outcome::CONFIRMED));
+        assert_eq!(within(second).await.unwrap(), Ok(Outcome::CONFIRMED));
         assert_eq!(backend.received().len(), 1);
         assert_eq!(pipeline.waiters(&id), 0);
         // A retry after completion reaches the back end, which answers the recorded
         // outcome without applying anything twice.
-        assert_eq!(within(pipeline.submit(m)).await, Ok(Outcome::Confirmed));
+        assert_eq!(within(pipeline.submit(m)).await, Ok(Outcome::CONFIRMED));
         assert_eq!(backend.received().len(), 2);
     }
 

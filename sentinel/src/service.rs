@@ -3,6 +3,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use cbdc_core::Transaction;
 
 use cbdc_proto::v1;
 use cbdc_proto::v1::sentinel_server::{Sentinel, SentinelServer};
@@ -13,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Outcome};
 use crate::params::{ParamsError, SentinelParams};
 use crate::pipeline::{Pipeline, SubmitError};
 
@@ -28,7 +31,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The `cbdc.v1.Sentinel` service over a [`Pipeline`] (2PC back end).
+/// The `cbdc.v1.Sentinel` service over a [`Pipeline`].
 #[derive(Clone)]
 pub struct SentinelService {
     pipeline: Pipeline,
@@ -53,7 +56,7 @@ impl SentinelService {
             max_message_bytes: MAX_MESSAGE_BYTES as u64,
             ..Default::default()
         };
-        info.set_architecture(v1::Architecture::TwoPhaseCommit);
+        info.set_architecture(pipeline.architecture());
         SentinelService {
             pipeline,
             info,
@@ -69,6 +72,32 @@ impl SentinelService {
     }
 }
 
+/// Longest wait a caller may ask for with `SubmitOptions.wait_timeout_ms`.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Submits `tx` and, when the back end answers PENDING (atomizer) and the caller asked to
+/// wait, waits for the final status up to the caller's timeout (the sentinel's request
+/// timeout when 0); a wait that expires is answered PENDING.
+async fn submit_and_wait(
+    pipeline: &Pipeline,
+    tx: Transaction,
+    options: Option<&v1::SubmitOptions>,
+) -> Result<v1::TransactionResult, SubmitError> {
+    let id = tx.tx_id();
+    let outcome = pipeline.submit(tx).await?;
+    match options {
+        Some(options) if options.wait && outcome == Outcome::Pending => {
+            let timeout = match options.wait_timeout_ms {
+                0 => pipeline.request_timeout(),
+                ms => Duration::from_millis(u64::from(ms)).min(MAX_WAIT),
+            };
+            let state = pipeline.await_final(id, timeout).await?;
+            Ok(state.to_result(&id))
+        }
+        _ => Ok(outcome.to_result(&id)),
+    }
+}
+
 /// Answers one stream request: a result, or the status that ends the stream (the back
 /// end is unreachable or broken).
 async fn answer_stream_request(
@@ -79,8 +108,8 @@ async fn answer_stream_request(
         Err(e) => v1::TransactionResult::malformed(&e),
         Ok(tx) => {
             let id = tx.tx_id();
-            match pipeline.submit(tx).await {
-                Ok(outcome) => outcome.to_result(&id),
+            match submit_and_wait(pipeline, tx, request.options.as_ref()).await {
+                Ok(result) => result,
                 Err(SubmitError::Invalid(e)) => v1::TransactionResult::invalid(&id, &e),
                 Err(e) => return Err(e.to_status()),
             }
@@ -102,10 +131,11 @@ impl Sentinel for SentinelService {
         request: Request<v1::SubmitTransactionRequest>,
     ) -> Result<Response<v1::SubmitTransactionResponse>, Status> {
         let tx = request.get_ref().to_transaction()?;
-        let id = tx.tx_id();
-        let outcome = self.pipeline.submit(tx).await.map_err(|e| e.to_status())?;
+        let result = submit_and_wait(&self.pipeline, tx, request.get_ref().options.as_ref())
+            .await
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(v1::SubmitTransactionResponse {
-            result: Some(outcome.to_result(&id)),
+            result: Some(result),
         }))
     }
 

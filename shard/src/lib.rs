@@ -3,8 +3,9 @@
 //! Shard storage: the unspent hash set (UHS) of one shard, `UhsId → value`, in RocksDB.
 //! Both settlement architectures keep their shard state here — the 2PC locking shard
 //! (locks inputs at prepare, spends and creates at commit) and the atomizer-mode shard
-//! (applies blocks and advances its height) — each as a Raft state machine that runs a
-//! whole run of log entries in one write batch:
+//! (applies blocks and advances its height). Every change goes in one write batch: the
+//! locking shard's Raft state machine runs a whole run of log entries in one, the
+//! atomizer-mode shard (not replicated) a whole block:
 //!
 //! ```text
 //!  Raft state machine ── stage(&mut batch) ──▶ StagedBatch ── check_and_lock / release
@@ -29,7 +30,15 @@
 //!      .add_service(ShardQueryService::new(replica.handle()).into_server())
 //! ```
 //!
+//! The atomizer-mode shard ([`atomizer`]) is not Raft-replicated: [`AtomizerShard`]
+//! holds its own store, applies the blocks it follows (`StagedBatch::apply_block`, one
+//! write batch per block), checks submitted transactions' inputs at its height and
+//! notifies the atomizer; it serves [`AtomizerShardService`] (`cbdc.v1.AtomizerShard`)
+//! and [`AtomizerShardQueryService`] (`cbdc.v1.ShardQuery`).
+//!
 //! Layout:
+//! - [`atomizer`]: the atomizer-mode shard: [`AtomizerShard`], its gRPC services, its
+//!   recheck list for missing inputs, [`seed_atomizer_shard`];
 //! - [`locking`]: the 2PC locking shard: [`LockingShardMachine`], its commands, its
 //!   gRPC services;
 //! - [`store`]: [`UhsStore`], committed reads (point, batched, range, status, supply,
@@ -47,6 +56,7 @@
 //! - [`columns`]: [`ColumnFamilyNames`], the names of the store's column families;
 //! - [`error`]: [`StoreError`], this layer's one error type.
 
+pub mod atomizer;
 pub mod columns;
 pub mod error;
 pub mod iter;
@@ -60,6 +70,10 @@ pub mod staged;
 pub mod store;
 pub mod supply;
 
+pub use atomizer::{
+    seed_atomizer_shard, AtomizerShard, AtomizerShardError, AtomizerShardParams,
+    AtomizerShardQueryService, AtomizerShardService,
+};
 pub use columns::ColumnFamilyNames;
 pub use error::StoreError;
 pub use iter::UhsRangeIter;

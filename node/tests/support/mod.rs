@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::time::{Duration, Instant};
 
 use cbdc_core::{

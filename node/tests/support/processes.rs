@@ -1,0 +1,303 @@
+//! Real `cbdc run` processes for the multi-process tests: spawn, kill -9, SIGTERM, log
+//! tails; finding a Raft leader; settling a transaction the way a client must (retrying
+//! until the answer is final).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cbdc_node::config::ClusterConfig;
+use cbdc_proto::raft::replica_status_client::ReplicaStatusClient;
+use cbdc_proto::raft::StatusRequest;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cbdc_proto::v1::{OutputStatus, TxStatus};
+
+use super::{audit, output_status, sentinel, submit, transfer, Coin};
+
+/// How long any wait for the cluster may take.
+pub const WAIT: Duration = Duration::from_secs(60);
+/// The value of every worker's coin.
+pub const COIN: u64 = 1_000;
+
+/// The cluster's processes by role name; all are killed when dropped (also on failure).
+pub struct Processes {
+    config: PathBuf,
+    logs: PathBuf,
+    args: BTreeMap<String, Vec<String>>,
+    children: BTreeMap<String, Child>,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Processes {
+    pub fn new(config_path: &Path, config: &ClusterConfig, logs: PathBuf) -> Self {
+        let mut args = BTreeMap::new();
+        for g in &config.shards {
+            for r in &g.replicas {
+                args.insert(
+                    format!("shard-{}-r{}", g.id, r.id),
+                    vec![
+                        "shard".into(),
+                        "--group".into(),
+                        g.id.to_string(),
+                        "--replica".into(),
+                        r.id.to_string(),
+                    ],
+                );
+            }
+        }
+        for g in &config.coordinators {
+            for r in &g.replicas {
+                args.insert(
+                    format!("coordinator-{}-r{}", g.id, r.id),
+                    vec![
+                        "coordinator".into(),
+                        "--group".into(),
+                        g.id.to_string(),
+                        "--replica".into(),
+                        r.id.to_string(),
+                    ],
+                );
+            }
+        }
+        if let Some(atomizer) = &config.atomizer {
+            for r in &atomizer.replicas {
+                args.insert(
+                    format!("atomizer-r{}", r.id),
+                    vec!["atomizer".into(), "--replica".into(), r.id.to_string()],
+                );
+            }
+        }
+        if config.archiver.is_some() {
+            args.insert("archiver".into(), vec!["archiver".into()]);
+        }
+        if config.watchtower.is_some() {
+            args.insert("watchtower".into(), vec!["watchtower".into()]);
+        }
+        for s in &config.sentinels {
+            args.insert(
+                format!("sentinel-{}", s.id),
+                vec!["sentinel".into(), "--id".into(), s.id.to_string()],
+            );
+        }
+        Processes {
+            config: config_path.to_path_buf(),
+            logs,
+            args,
+            children: BTreeMap::new(),
+        }
+    }
+
+    pub fn spawn(&mut self, name: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{name}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cbdc"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .args(&self.args[name])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.insert(name.to_string(), child);
+    }
+
+    pub fn spawn_all(&mut self) {
+        let names: Vec<String> = self.args.keys().cloned().collect();
+        for name in names {
+            self.spawn(&name);
+        }
+    }
+
+    /// The last lines a role wrote to its log (for failure messages: the log directory
+    /// is removed with the test's temporary directory).
+    pub fn log_tail(&self, name: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn kill9(&mut self, name: &str) {
+        let mut child = self.children.remove(name).expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM to everything, then wait for each to exit (graceful shutdown).
+    pub fn terminate_all(&mut self) {
+        for child in self.children.values() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (name, mut child) in std::mem::take(&mut self.children) {
+            loop {
+                match child.try_wait().unwrap() {
+                    Some(status) => {
+                        assert!(
+                            status.success(),
+                            "{name} exited with {status} after SIGTERM; the end of its log:\n{}",
+                            self.log_tail(&name)
+                        );
+                        break;
+                    }
+                    None if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    None => panic!("{name} did not stop on SIGTERM"),
+                }
+            }
+        }
+    }
+}
+
+/// The replica of `endpoints` that says it leads its group (waits for one).
+pub async fn leader_of(endpoints: &[String]) -> usize {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for (i, e) in endpoints.iter().enumerate() {
+            let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{e}"))
+                .unwrap()
+                .connect()
+                .await
+            else {
+                continue;
+            };
+            if let Ok(reply) = ReplicaStatusClient::new(channel)
+                .status(StatusRequest {})
+                .await
+            {
+                if reply.into_inner().state == "Leader" {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader among {endpoints:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the clients know: each worker's chain of coins (the last one is live).
+#[derive(Default)]
+pub struct Ledger {
+    pub chains: Vec<Vec<Coin>>,
+}
+
+/// Submits `tx` until it gets a final answer (the client contract: a retry after a
+/// timeout or an unavailable back end is safe and gets the real outcome).
+pub async fn settle(endpoint: &str, tx: &cbdc_core::Transaction) -> cbdc_proto::v1::TransactionResult {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut client = sentinel(endpoint).await;
+        match submit(&mut client, tx).await {
+            Ok(result) if result.status() != TxStatus::Pending => return result,
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => panic!("no final answer for {}: {other:?}", tx.tx_id()),
+        }
+    }
+}
+
+/// Each worker spends its live coin into a fresh one, over and over, until `stop`.
+pub async fn run_worker(
+    endpoint: String,
+    mut chain: Vec<Coin>,
+    stop: Arc<AtomicBool>,
+    confirmed: Arc<AtomicU64>,
+) -> Vec<Coin> {
+    while !stop.load(Ordering::Relaxed) {
+        let live = chain.last().unwrap().clone();
+        let (tx, next) = transfer(&[live], &[COIN]);
+        let result = settle(&endpoint, &tx).await;
+        assert_eq!(result.status(), TxStatus::Confirmed, "{result:?}");
+        confirmed.fetch_add(1, Ordering::Relaxed);
+        chain.push(next[0].clone());
+    }
+    chain
+}
+
+pub async fn wait_for_progress(confirmed: &AtomicU64, more: u64) {
+    let start = confirmed.load(Ordering::Relaxed);
+    let deadline = Instant::now() + WAIT;
+    while confirmed.load(Ordering::Relaxed) < start + more {
+        assert!(
+            Instant::now() < deadline,
+            "no progress: {} confirmed",
+            confirmed.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The invariants: live coins unspent (and unlocked), spent ones gone, every replica of
+/// every shard group holds exactly the live coins' value.
+pub async fn check_ledger(endpoint: &str, config: &ClusterConfig, ledger: &Ledger) {
+    let mut client = sentinel(endpoint).await;
+    for chain in &ledger.chains {
+        let (live, spent) = chain.split_last().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = output_status(&mut client, std::slice::from_ref(live)).await;
+            if status == vec![OutputStatus::Unspent] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "live coin is {status:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for chunk in spent.chunks(1000) {
+            let status = output_status(&mut client, chunk).await;
+            assert!(
+                status.iter().all(|s| *s == OutputStatus::SpentOrAbsent),
+                "{status:?}"
+            );
+        }
+    }
+    let expected = (
+        ledger.chains.len() as u64,
+        ledger.chains.len() as u64 * COIN,
+    );
+    // Sum over groups, each group read from every replica until they agree.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut total = (0, 0);
+        let mut agree = true;
+        for group in config.shard_endpoints() {
+            let mut seen = Vec::new();
+            for replica in &group {
+                seen.push(audit(std::slice::from_ref(replica)).await);
+            }
+            agree &= seen.windows(2).all(|w| w[0] == w[1]);
+            total.0 += seen[0].0;
+            total.1 += seen[0].1;
+        }
+        if agree && total == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit {total:?} (replicas agree: {agree}), expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
