@@ -400,8 +400,8 @@ pub struct Archiver {
 }
 
 impl Archiver {
-    /// Opens (creates) the archive and starts following blocks from its highest height
-    /// + 1, and (unless [`ArchiverParams::prune_every`] is 0) asking the atomizer to
+    /// Opens (creates) the archive and starts following blocks from the height after its
+    /// highest, and (unless [`ArchiverParams::prune_every`] is 0) asking the atomizer to
     /// prune what is stored.
     pub async fn start(params: ArchiverParams) -> Result<Archiver, ArchiverError> {
         params.validate()?;
@@ -527,9 +527,9 @@ async fn store_blocks(
         }
         // The feed yields every height once, in order; check anyway, as a hole here
         // would be served to every shard that catches up.
-        let mut expected = inner.highest() + 1;
-        batch.retain(|b| b.height >= expected);
-        for block in &batch {
+        let next = inner.highest() + 1;
+        batch.retain(|b| b.height >= next);
+        for (expected, block) in (next..).zip(&batch) {
             if block.height != expected {
                 tracing::error!(expected, got = block.height, "block feed skipped heights");
                 return Err(ArchiverError::Gap {
@@ -537,7 +537,6 @@ async fn store_blocks(
                     got: block.height,
                 });
             }
-            expected += 1;
         }
         let (Some(low), Some(high)) = (batch.first(), batch.last()) else {
             continue;

@@ -8,7 +8,7 @@ use cbdc_bench::{BenchArgs, Funding, Report, Target, WatchedProcess, Workload};
 use cbdc_core::{Amount, UhsId};
 
 use crate::cluster::{prepare_dev_dir, Cluster, DevOptions};
-use crate::config::ClusterConfig;
+use crate::config::{Architecture, ClusterConfig};
 use crate::error::NodeError;
 
 /// Where `cbdc bench` sends its load.
@@ -39,12 +39,12 @@ pub enum BenchCmdError {
     #[error(transparent)]
     Bench(#[from] cbdc_bench::BenchError),
     /// Seeding the shard stores failed.
-    #[error("seeding shard group {group}: {source}")]
+    #[error("seeding shard group {group}: {message}")]
     Seed {
         /// The shard group.
         group: u64,
         /// The shard's error.
-        source: cbdc_shard::LockingError,
+        message: String,
     },
     /// A directory could not be created.
     #[error("{0}")]
@@ -52,7 +52,7 @@ pub enum BenchCmdError {
 }
 
 /// Writes `genesis` into every replica of every shard group of `config` (each group gets
-/// the outputs its range owns). The cluster must not be running and must be fresh.
+/// the outputs its range owns; in an atomizer cluster, every shard of the range). The cluster must not be running and must be fresh.
 pub fn seed_cluster(
     config: &ClusterConfig,
     genesis: &[(UhsId, Amount)],
@@ -65,12 +65,21 @@ pub fn seed_cluster(
             .copied()
             .collect();
         for replica in &group.replicas {
-            cbdc_shard::seed_genesis(&replica.data_dir, owned.iter().copied()).map_err(
-                |source| BenchCmdError::Seed {
-                    group: group.id,
-                    source,
-                },
-            )?;
+            let outputs = owned.iter().copied();
+            let seeded = match config.architecture {
+                Architecture::TwoPhaseCommit => cbdc_shard::seed_genesis(&replica.data_dir, outputs)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Architecture::Atomizer => {
+                    cbdc_shard::seed_atomizer_shard(&replica.data_dir, outputs)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            seeded.map_err(|message| BenchCmdError::Seed {
+                group: group.id,
+                message,
+            })?;
         }
     }
     Ok(())

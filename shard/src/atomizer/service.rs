@@ -18,7 +18,8 @@ use super::shared::Shared;
 /// For each transaction of a request: if none of its inputs is in this shard's range it
 /// is ignored; if its attestations do not pass it is dropped and logged (the others of
 /// the request still go ahead, so one bad transaction cannot make a sentinel resend a
-/// whole batch; see [`Shared::attested_owned`] for why it is not reported); otherwise
+/// whole batch; it is not reported either: anyone could have sent it, and a report would
+/// let them mark someone else's pending transaction rejected); otherwise
 /// its owned inputs are read, with those of every other transaction of the request, from
 /// one snapshot at one height `h`. A transaction whose owned inputs are all unspent is
 /// notified to the atomizer as `Notify { tx, owned positions, h }`, all of the request's
