@@ -224,6 +224,7 @@ impl ArchivedBlock {
                     input_index: r.input_index,
                     height: r.height,
                     message: r.message.clone(),
+                    input_uhs_id: None,
                 })
             })
             .collect::<Result<Vec<_>, ArchiverError>>()?;
@@ -751,6 +752,7 @@ mod tests {
                 input_index: Some(0),
                 height,
                 message: "stale".into(),
+                input_uhs_id: None,
             }],
         }
     }

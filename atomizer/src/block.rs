@@ -74,6 +74,7 @@ impl StoredBlock {
                     input_index: r.input_index,
                     height: self.height,
                     message: r.message.clone(),
+                    input_uhs_id: None,
                 })
                 .collect(),
         }

@@ -243,12 +243,34 @@ impl StatusBook {
 
     /// Records a rejection reported by a shard, if the transaction is not known yet;
     /// answers whether it was recorded. Idempotent: a repeated report changes nothing.
+    ///
+    /// A shard cannot tell a spent input from one that never existed (the unspent set
+    /// holds neither); when the report names the input and this book saw it spent in a
+    /// block, the rejection is recorded as INPUTS_SPENT, naming that block.
     pub fn apply_report(&mut self, rejection: &Rejection) -> bool {
         if self.txs.get(&rejection.tx_id).is_some() {
             return false;
         }
+        let spent_at = match (rejection.reason, rejection.input_uhs_id) {
+            (v1::RejectReason::InputsNotFound, Some(id)) => match self.outputs.get(&id) {
+                Some(OutputState::Spent { height }) => Some(*height),
+                _ => None,
+            },
+            _ => None,
+        };
+        let recorded = match spent_at {
+            Some(block) => Rejection {
+                reason: v1::RejectReason::InputsSpent,
+                message: format!(
+                    "input {} was spent in block {block}",
+                    rejection.input_index.unwrap_or_default()
+                ),
+                ..rejection.clone()
+            },
+            None => rejection.clone(),
+        };
         self.txs
-            .set(rejection.tx_id, rejected(rejection, rejection.height));
+            .set(rejection.tx_id, rejected(&recorded, recorded.height));
         true
     }
 
@@ -622,6 +644,7 @@ mod tests {
             input_index: Some(0),
             height,
             message: format!("{reason:?}"),
+            input_uhs_id: None,
         }
     }
 
@@ -631,6 +654,25 @@ mod tests {
             transactions: txs,
             rejections,
         }
+    }
+
+    #[test]
+    fn test_missing_input_seen_spent_is_reported_as_spent() {
+        let mut book = StatusBook::new(100);
+        book.apply_block(&block(1, vec![tx(1, &[], &[(10, 5), (11, 5)])], vec![]));
+        book.apply_block(&block(2, vec![tx(2, &[10], &[(12, 5)])], vec![]));
+        let report = |id, input| Rejection {
+            input_uhs_id: Some(uhs(input)),
+            ..rejection(id, v1::RejectReason::InputsNotFound, 2)
+        };
+        assert!(book.apply_report(&report(3, 10)));
+        assert!(book.apply_report(&report(4, 99)));
+        let reason = |id| match book.transaction(&tx_id(id)) {
+            Some(TxOutcome::Rejected { reason, .. }) => *reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason(3), v1::RejectReason::InputsSpent);
+        assert_eq!(reason(4), v1::RejectReason::InputsNotFound);
     }
 
     #[test]

@@ -223,6 +223,7 @@ fn rejection(id: u8, reason: RejectReason, height: u64) -> Rejection {
         input_index: Some(0),
         height,
         message: format!("{reason:?}"),
+        input_uhs_id: None,
     }
 }
 

@@ -38,10 +38,9 @@ impl Component {
         };
         match self {
             Component::Shard(shard) => shard.shutdown().await.map_err(|e| failed(e.to_string())),
-            Component::Archiver(archiver) => archiver
-                .shutdown()
-                .await
-                .map_err(|e| failed(e.to_string())),
+            Component::Archiver(archiver) => {
+                archiver.shutdown().await.map_err(|e| failed(e.to_string()))
+            }
             Component::Watchtower(watchtower) => {
                 watchtower.shutdown().await;
                 Ok(())
@@ -121,8 +120,8 @@ pub(crate) async fn start_atomizer_shard(
             role: name.clone(),
             message: e.to_string(),
         })?;
-    let routes = tonic::service::Routes::new(shard.submit_service())
-        .add_service(shard.query_service());
+    let routes =
+        tonic::service::Routes::new(shard.submit_service()).add_service(shard.query_service());
     Ok(Running::Service(
         Server::start(name, listener, routes),
         Component::Shard(shard),

@@ -67,9 +67,11 @@ pub fn seed_cluster(
         for replica in &group.replicas {
             let outputs = owned.iter().copied();
             let seeded = match config.architecture {
-                Architecture::TwoPhaseCommit => cbdc_shard::seed_genesis(&replica.data_dir, outputs)
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
+                Architecture::TwoPhaseCommit => {
+                    cbdc_shard::seed_genesis(&replica.data_dir, outputs)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
                 Architecture::Atomizer => {
                     cbdc_shard::seed_atomizer_shard(&replica.data_dir, outputs)
                         .map(drop)

@@ -2,9 +2,9 @@
 //! that a new cluster is one command away.
 
 use crate::config::{
-    ArchiverConfig, AtomizerConfig, WatchtowerConfig,
-    Architecture, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, RaftConfig, ReplicaConfig,
-    SentinelConfig, ShardGroupConfig, StorageConfig,
+    Architecture, ArchiverConfig, AtomizerConfig, ClusterConfig, CoordinatorGroupConfig,
+    LimitsConfig, RaftConfig, ReplicaConfig, SentinelConfig, ShardGroupConfig, StorageConfig,
+    WatchtowerConfig,
 };
 use cbdc_core::{write_key_file, SecretKey, ShardMap};
 use std::net::{SocketAddr, TcpListener};

@@ -249,9 +249,9 @@ pub(crate) async fn start_replica<S: cbdc_consensus::StateMachine>(
     make_sm: impl FnOnce(Arc<rocksdb::DB>) -> Result<S, cbdc_consensus::ConsensusError>,
 ) -> Result<StartedReplica<S>, NodeError> {
     let client_listener = ctx.listeners.take(replica_config.endpoint)?;
-    let peer_addr = replica_config.raft_endpoint.ok_or_else(|| {
-        NodeError::NotInConfig(format!("{name} has no raft_endpoint"))
-    })?;
+    let peer_addr = replica_config
+        .raft_endpoint
+        .ok_or_else(|| NodeError::NotInConfig(format!("{name} has no raft_endpoint")))?;
     let peer_listener = ctx.listeners.take(peer_addr)?;
     let config = cbdc_consensus::ReplicaConfig {
         id: replica_config.id,

@@ -93,7 +93,9 @@ fn assert_status(result: &v1::TransactionResult, status: TxStatus) {
 
 fn confirmed_height(result: &v1::TransactionResult) -> u64 {
     assert_status(result, TxStatus::Confirmed);
-    result.block_height.expect("a confirmed atomizer transaction has a height")
+    result
+        .block_height
+        .expect("a confirmed atomizer transaction has a height")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -127,7 +129,11 @@ async fn test_mint_spend_double_spend_across_blocks_and_retry() {
     let (again, _) = transfer(&coins[1..], &[5_000]);
     let result = submit(&mut client, &again).await.unwrap();
     assert_status(&result, TxStatus::Rejected);
-    assert_eq!(result.reject_reason(), RejectReason::InputsSpent, "{result:?}");
+    assert_eq!(
+        result.reject_reason(),
+        RejectReason::InputsSpent,
+        "{result:?}"
+    );
     assert_eq!(result.input_index, Some(0));
 
     // A coin that never existed (its mint was never submitted).
@@ -135,7 +141,11 @@ async fn test_mint_spend_double_spend_across_blocks_and_retry() {
     let (ghost, _) = transfer(&unsent, &[7]);
     let result = submit(&mut client, &ghost).await.unwrap();
     assert_status(&result, TxStatus::Rejected);
-    assert_eq!(result.reject_reason(), RejectReason::InputsNotFound, "{result:?}");
+    assert_eq!(
+        result.reject_reason(),
+        RejectReason::InputsNotFound,
+        "{result:?}"
+    );
     assert_eq!(result.input_index, Some(0));
 
     // Retrying the settled payment gets its real outcome; a replayed mint moves nothing.
@@ -187,7 +197,11 @@ async fn test_double_spend_in_one_block_exactly_one_confirms() {
             statuses.contains(&TxStatus::Confirmed) && statuses.contains(&TxStatus::Rejected),
             "{ra:?} {rb:?}"
         );
-        let rejected = if ra.status() == TxStatus::Rejected { &ra } else { &rb };
+        let rejected = if ra.status() == TxStatus::Rejected {
+            &ra
+        } else {
+            &rb
+        };
         assert!(
             matches!(
                 rejected.reject_reason(),
@@ -230,7 +244,10 @@ async fn test_inputs_on_both_shards_and_redundant_shards_agree() {
     for copies in h.audits().await {
         assert_eq!(copies.len(), 2);
         let (count, value, _) = copies[0];
-        assert!(copies.iter().all(|c| (c.0, c.1) == (count, value)), "{copies:?}");
+        assert!(
+            copies.iter().all(|c| (c.0, c.1) == (count, value)),
+            "{copies:?}"
+        );
     }
     h.cluster.shutdown().await.unwrap();
 }

@@ -20,8 +20,7 @@ use cbdc_proto::convert::Block;
 use cbdc_proto::v1::archiver_client::ArchiverClient;
 use cbdc_proto::v1::{self, TxStatus};
 use support::processes::{
-    check_ledger, leader_of, run_worker, settle, wait_for_progress, Ledger, Processes, COIN,
-    WAIT,
+    check_ledger, leader_of, run_worker, settle, wait_for_progress, Ledger, Processes, COIN, WAIT,
 };
 use support::*;
 use tempfile::TempDir;
@@ -42,7 +41,11 @@ async fn archived_blocks(endpoint: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     while let Some(block) = stream.message().await.unwrap() {
         let block = Block::try_from(&block).unwrap();
-        assert_eq!(block.height, blocks.len() as u64 + 1, "heights are contiguous");
+        assert_eq!(
+            block.height,
+            blocks.len() as u64 + 1,
+            "heights are contiguous"
+        );
         blocks.push(block);
     }
     blocks
@@ -74,7 +77,10 @@ async fn wait_archived(endpoint: &str, height: u64) {
         if info.highest_height.unwrap_or(0) >= height {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "archive stuck at {info:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "archive stuck at {info:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -144,7 +150,10 @@ async fn test_kill_atomizer_leader_and_a_shard_then_restart_cluster() {
     // kill -9 the atomizer leader mid-stream: a new leader goes on cutting blocks.
     let atomizers = config.atomizer_endpoints();
     let leader = leader_of(&atomizers).await;
-    let name = format!("atomizer-r{}", config.atomizer.as_ref().unwrap().replicas[leader].id);
+    let name = format!(
+        "atomizer-r{}",
+        config.atomizer.as_ref().unwrap().replicas[leader].id
+    );
     procs.kill9(&name);
     wait_for_progress(&confirmed, 30).await;
     procs.spawn(&name);

@@ -590,6 +590,8 @@ pub struct Rejection {
     pub height: u64,
     /// Human-readable detail.
     pub message: String,
+    /// The UHS id of the input at fault, when a shard reports it missing.
+    pub input_uhs_id: Option<UhsId>,
 }
 
 impl From<&Rejection> for v1::TxRejection {
@@ -600,6 +602,10 @@ impl From<&Rejection> for v1::TxRejection {
             input_index: r.input_index,
             height: r.height,
             message: r.message.clone(),
+            input_uhs_id: r
+                .input_uhs_id
+                .map(|id| id.as_bytes().to_vec())
+                .unwrap_or_default(),
         }
     }
 }
@@ -613,6 +619,11 @@ impl TryFrom<&v1::TxRejection> for Rejection {
             input_index: r.input_index,
             height: r.height,
             message: r.message.clone(),
+            input_uhs_id: if r.input_uhs_id.is_empty() {
+                None
+            } else {
+                Some(uhs_id("tx_rejection.input_uhs_id", &r.input_uhs_id)?)
+            },
         })
     }
 }

@@ -61,7 +61,10 @@ pub struct AtomizerBackend {
 impl AtomizerBackend {
     /// Clients for the shards in `params.shard_groups` (one list of redundant shards per
     /// range) and the roles in `endpoints`; starts the waiter task (needs a runtime).
-    pub fn new(params: &SentinelParams, endpoints: &AtomizerEndpoints) -> Result<Self, ParamsError> {
+    pub fn new(
+        params: &SentinelParams,
+        endpoints: &AtomizerEndpoints,
+    ) -> Result<Self, ParamsError> {
         if params.shard_groups.len() != params.shard_map.len() {
             return Err(ParamsError::ShardCount {
                 groups: params.shard_groups.len(),
@@ -77,7 +80,8 @@ impl AtomizerBackend {
         if endpoints.atomizer.is_empty() {
             return Err(ParamsError::Zero("atomizer endpoints"));
         }
-        let channel = |e: &str| lazy_channel(e).map_err(|_| ParamsError::BadEndpoint(e.to_string()));
+        let channel =
+            |e: &str| lazy_channel(e).map_err(|_| ParamsError::BadEndpoint(e.to_string()));
         let shards = params
             .shard_groups
             .iter()
@@ -173,7 +177,10 @@ impl AtomizerBackend {
     }
 
     /// What the watchtower knows of `ids` from the blocks it saw (`None`: never seen).
-    async fn watchtower_outputs(&self, ids: &[UhsId]) -> Result<Vec<Option<OutputState>>, BackendError> {
+    async fn watchtower_outputs(
+        &self,
+        ids: &[UhsId],
+    ) -> Result<Vec<Option<OutputState>>, BackendError> {
         let request = v1::ShardOutputStatusRequest {
             uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
         };
@@ -201,7 +208,11 @@ impl AtomizerBackend {
     }
 
     /// Asks the shards of range `group`, one after the other until one answers.
-    async fn output_group(&self, group: usize, ids: Vec<UhsId>) -> Result<Vec<OutputState>, BackendError> {
+    async fn output_group(
+        &self,
+        group: usize,
+        ids: Vec<UhsId>,
+    ) -> Result<Vec<OutputState>, BackendError> {
         let request = v1::ShardOutputStatusRequest {
             uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
         };
@@ -209,7 +220,9 @@ impl AtomizerBackend {
         for (endpoint, channel) in &self.shards[group] {
             let mut client = ShardQueryClient::new(channel.clone())
                 .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
-            match tokio::time::timeout(self.timeout, client.get_output_status(request.clone())).await {
+            match tokio::time::timeout(self.timeout, client.get_output_status(request.clone()))
+                .await
+            {
                 Ok(Ok(response)) => {
                     let outputs = response.into_inner().outputs;
                     if outputs.len() != ids.len() {
@@ -242,8 +255,11 @@ impl Backend for AtomizerBackend {
                 txs.into_iter().partition(|tx| tx.inputs.is_empty());
             let mut per_range: Vec<Vec<CompactTransaction>> = vec![Vec::new(); self.shards.len()];
             for tx in transfers {
-                let mut ranges: Vec<usize> =
-                    tx.inputs.iter().map(|id| self.shard_map.shard_for(id)).collect();
+                let mut ranges: Vec<usize> = tx
+                    .inputs
+                    .iter()
+                    .map(|id| self.shard_map.shard_for(id))
+                    .collect();
                 ranges.sort_unstable();
                 ranges.dedup();
                 for g in ranges {
@@ -299,14 +315,13 @@ impl Backend for AtomizerBackend {
             recent
                 .into_iter()
                 .map(|state| {
-                    state.or_else(|| from_shards.next()).ok_or_else(|| {
-                        BackendError::Protocol("missing output status".into())
-                    })
+                    state
+                        .or_else(|| from_shards.next())
+                        .ok_or_else(|| BackendError::Protocol("missing output status".into()))
                 })
                 .collect()
         })
     }
-
 
     fn await_final(
         &self,

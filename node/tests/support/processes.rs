@@ -204,7 +204,10 @@ pub struct Ledger {
 
 /// Submits `tx` until it gets a final answer (the client contract: a retry after a
 /// timeout or an unavailable back end is safe and gets the real outcome).
-pub async fn settle(endpoint: &str, tx: &cbdc_core::Transaction) -> cbdc_proto::v1::TransactionResult {
+pub async fn settle(
+    endpoint: &str,
+    tx: &cbdc_core::Transaction,
+) -> cbdc_proto::v1::TransactionResult {
     let deadline = Instant::now() + WAIT;
     loop {
         let mut client = sentinel(endpoint).await;
@@ -300,4 +303,3 @@ pub async fn check_ledger(endpoint: &str, config: &ClusterConfig, ledger: &Ledge
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-

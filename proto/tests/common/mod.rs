@@ -152,6 +152,7 @@ pub fn rejection() -> impl Strategy<Value = Rejection> {
             input_index,
             height,
             message,
+            input_uhs_id: None,
         })
 }
 

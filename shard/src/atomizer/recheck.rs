@@ -130,6 +130,7 @@ impl Entry {
                 ),
                 None => format!("input {index} is not in the unspent set at height {height}"),
             },
+            input_uhs_id: id.copied(),
         }
     }
 }
