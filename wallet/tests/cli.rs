@@ -25,6 +25,42 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Longest a cluster may take to start (RocksDB, Raft elections) on a busy machine.
 const START_WAIT: Duration = Duration::from_secs(120);
 
+/// The same wallet against the atomizer architecture: the sentinel answers once the
+/// watchtower has the final status, so the wallet needs nothing different.
+#[test]
+fn test_cli_atomizer_mint_send_receive_and_overspend() {
+    let cluster = start_atomizer_cluster();
+    let alice = cluster.wallet_path("alice.db");
+    let bob = cluster.wallet_path("bob.db");
+    run(&alice, &["init", "--sentinel", &cluster.endpoint]).ok();
+    run(&bob, &["init", "--sentinel", &cluster.endpoint]).ok();
+    let mint = run(
+        &alice,
+        &[
+            "mint",
+            "100",
+            "--outputs",
+            "2",
+            "--issuer-key",
+            cluster.issuer_key(),
+        ],
+    );
+    mint.ok();
+    assert!(mint.stdout.contains("confirmed"), "{}", mint.stdout);
+    let address = run(&bob, &["address"]).ok_stdout();
+    let send = run(&alice, &["send", "70", address.trim()]);
+    send.ok();
+    assert!(send.stdout.contains("confirmed"), "{}", send.stdout);
+    let payment = send.stdout.lines().last().unwrap().trim().to_string();
+    run(&bob, &["receive", &payment]).ok();
+    let a = run(&alice, &["--json", "balance"]).json();
+    assert_eq!(a["spendable"], "30.00");
+    let b = run(&bob, &["--json", "balance"]).json();
+    assert_eq!(b["spendable"], "70.00");
+    let over = run(&bob, &["send", "70.01", address.trim()]);
+    assert_eq!(over.code, 1, "{over:?}");
+}
+
 #[test]
 fn test_cli_two_wallets_mint_send_receive() {
     let cluster = start_cluster();
@@ -525,8 +561,23 @@ fn start_cluster() -> Cluster {
 /// A new cluster; `batch_delay` replaces the coordinators' batch delay (how long a
 /// transaction waits for others to share its distributed transaction), for this run only.
 fn start_cluster_with(batch_delay: Option<Duration>) -> Cluster {
+    start(DevOptions::default(), batch_delay)
+}
+
+/// A new atomizer cluster with `cbdc dev --arch atomizer`'s shape and settings.
+fn start_atomizer_cluster() -> Cluster {
+    start(
+        DevOptions {
+            architecture: cbdc_node::config::Architecture::Atomizer,
+            ..DevOptions::default()
+        },
+        None,
+    )
+}
+
+fn start(options: DevOptions, batch_delay: Option<Duration>) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let (endpoint, running) = launch(&dir.path().join("cluster"), batch_delay);
+    let (endpoint, running) = launch(&dir.path().join("cluster"), options, batch_delay);
     Cluster {
         endpoint,
         issuer_key: dir.path().join("cluster/keys/issuer.key"),
@@ -537,7 +588,7 @@ fn start_cluster_with(batch_delay: Option<Duration>) -> Cluster {
 
 /// Starts the cluster of `dir` (creating it on first use, as `cbdc dev --dir` does) on
 /// its own thread and runtime; returns its sentinel's endpoint once it serves.
-fn launch(dir: &Path, batch_delay: Option<Duration>) -> (String, Running) {
+fn launch(dir: &Path, options: DevOptions, batch_delay: Option<Duration>) -> (String, Running) {
     let dir = dir.to_path_buf();
     let (ready, started) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -549,7 +600,7 @@ fn launch(dir: &Path, batch_delay: Option<Duration>) -> (String, Running) {
             .unwrap();
         runtime.block_on(async move {
             let cluster = async {
-                let mut prepared = prepare_dev_dir(&dir, &DevOptions::default())?;
+                let mut prepared = prepare_dev_dir(&dir, &options)?;
                 if let Some(delay) = batch_delay {
                     for group in &mut prepared.config.coordinators {
                         group.batch_delay = delay;
@@ -603,7 +654,12 @@ impl Cluster {
     /// `batch_delay` as in [`start_cluster_with`].
     fn restart(&mut self, batch_delay: Option<Duration>) {
         self.stop();
-        let (endpoint, running) = launch(&self.dir.path().join("cluster"), batch_delay);
+        // The directory holds its cluster file: the options only shape a new one.
+        let (endpoint, running) = launch(
+            &self.dir.path().join("cluster"),
+            DevOptions::default(),
+            batch_delay,
+        );
         assert_eq!(endpoint, self.endpoint, "the sentinel moved");
         self.running = Some(running);
     }
