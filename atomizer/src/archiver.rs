@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cbdc_consensus::client::LeaderClient;
 use cbdc_consensus::ConsensusError;
@@ -53,9 +53,6 @@ const STREAM_CHUNK_BLOCKS: u64 = 16;
 /// How long a Prune call may look for the atomizer leader before it counts as failed
 /// (and is tried again after [`ArchiverParams::retry`]).
 const PRUNE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long [`Archiver::shutdown`] waits for gRPC reads still holding the database.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What can go wrong in the archiver.
 #[derive(Debug, thiserror::Error)]
@@ -486,18 +483,7 @@ impl Archiver {
             }
         }
         // gRPC reads hold the database only while they read; let them finish.
-        let deadline = Instant::now() + CLOSE_TIMEOUT;
-        while Arc::strong_count(&self.db) > 1 {
-            if Instant::now() > deadline {
-                tracing::warn!("archive RocksDB still in use; it closes when the last read ends");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let db = self.db;
-        tokio::task::spawn_blocking(move || drop(db))
-            .await
-            .map_err(|e| ArchiverError::Task(e.to_string()))?;
+        cbdc_consensus::storage::close_db(self.db, "archiver").await;
         tracing::info!("archiver stopped");
         followed
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
@@ -211,21 +211,7 @@ impl<S: StateMachine> Replica<S> {
             abort.abort();
         }
         drop(self.handle);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&self.db) > 1 {
-            if Instant::now() > deadline {
-                tracing::warn!(
-                    replica = id,
-                    "RocksDB still open: a ReplicaHandle outlives the replica"
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // Ours is the last reference (unless the warning above fired): closing RocksDB
-        // joins its background work; wait for it off the async threads.
-        let db = self.db;
-        let _ = tokio::task::spawn_blocking(move || drop(db)).await;
+        crate::storage::close_db(self.db, &format!("replica {id}")).await;
         tracing::info!(replica = id, "replica stopped");
         raft_result.map_err(|e| ConsensusError::Raft(format!("shutdown: {e}")))
     }

@@ -106,3 +106,25 @@ pub fn clear_cf(db: &DB, name: &str, batch: &mut WriteBatch) -> Result<(), Conse
     }
     Ok(())
 }
+
+/// Closes `db` on a blocking thread and waits for it, once it is the last reference (up
+/// to 10 s; after that a warning names `owner` and RocksDB closes when the last holder
+/// lets go). Closing joins RocksDB's background work, and a close left to whichever task
+/// drops the last reference may still run when the process exits (RocksDB then aborts)
+/// or while the same directory is opened again in this process.
+pub async fn close_db(db: Arc<DB>, owner: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Arc::strong_count(&db) > 1 {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(
+                owner,
+                "RocksDB still in use; it closes when the last holder ends"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(db)).await {
+        tracing::error!(owner, error = %e, "closing RocksDB failed");
+    }
+}

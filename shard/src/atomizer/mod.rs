@@ -53,7 +53,7 @@ mod shared;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cbdc_atomizer::BlockSources;
 use cbdc_consensus::network::lazy_channel;
@@ -77,7 +77,6 @@ use shared::{watchtower_client, Shared};
 /// How long [`AtomizerShard::shutdown`] waits for each background task, then for the
 /// last other reference to the database to go.
 const TASK_STOP_WAIT: Duration = Duration::from_secs(5);
-const DB_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Recheck entries are reported no sooner than this many `retry` periods after their
 /// first check (see [`GraceRule`]).
@@ -322,20 +321,7 @@ impl AtomizerShard {
             }
         }
         drop(self.shared);
-        let deadline = Instant::now() + DB_CLOSE_WAIT;
-        while Arc::strong_count(&self.db) > 1 {
-            if Instant::now() > deadline {
-                tracing::warn!("RocksDB still open: a service of this shard outlives it");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // Ours is the last reference (unless the warning above fired): closing RocksDB
-        // joins its background work; wait for it off the async threads.
-        let db = self.db;
-        tokio::task::spawn_blocking(move || drop(db))
-            .await
-            .map_err(|e| AtomizerShardError::task("closing the store", e))?;
+        cbdc_consensus::storage::close_db(self.db, "atomizer shard").await;
         tracing::info!("atomizer shard stopped");
         result
     }
