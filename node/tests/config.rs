@@ -168,3 +168,44 @@ fn test_config_durations_are_human_readable() {
         std::time::Duration::from_millis(1500)
     );
 }
+
+#[test]
+fn test_atomizer_init_is_valid_and_its_rules_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = InitOptions {
+        architecture: Architecture::Atomizer,
+        shard_copies: 2,
+        ..options(2, 3)
+    };
+    let file = init_cluster(dir.path(), &options).unwrap();
+    let config = ClusterConfig::load(&file).unwrap();
+    assert_eq!(config.architecture, Architecture::Atomizer);
+    assert_eq!(config.atomizer.as_ref().unwrap().replicas.len(), 3);
+    assert!(config.coordinators.is_empty());
+    assert!(config
+        .shards
+        .iter()
+        .all(|g| g.replicas.len() == 2 && g.replicas.iter().all(|r| r.raft_endpoint.is_none())));
+
+    // An atomizer shard is not a Raft replica.
+    let mut bad = config.clone();
+    bad.shards[0].replicas[0].raft_endpoint = Some(config.sentinels[0].endpoint);
+    assert!(matches!(
+        bad.validate(),
+        Err(ConfigError::OutOfRange { .. })
+    ));
+    // An atomizer replica is.
+    let mut bad = config.clone();
+    bad.atomizer.as_mut().unwrap().replicas[0].raft_endpoint = None;
+    assert!(matches!(bad.validate(), Err(ConfigError::Missing(_))));
+    // The archiver and the watchtower are required.
+    let mut bad = config.clone();
+    bad.watchtower = None;
+    assert!(matches!(bad.validate(), Err(ConfigError::Missing(_))));
+    let mut bad = config;
+    bad.atomizer.as_mut().unwrap().stxo_cache_depth = 0;
+    assert!(matches!(
+        bad.validate(),
+        Err(ConfigError::OutOfRange { .. })
+    ));
+}
