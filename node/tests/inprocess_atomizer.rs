@@ -162,9 +162,34 @@ async fn test_mint_spend_double_spend_across_blocks_and_retry() {
         .unwrap()
         .into_inner();
     assert_status(status.result.as_ref().unwrap(), TxStatus::Rejected);
-    // Nothing was created or destroyed by the refused and replayed transactions.
+    // Without `wait`, the answer is PENDING at once; the status becomes CONFIRMED.
     let (mint2, _) = mint(&h.issuer, &[1]);
-    let last = confirmed_height(&submit(&mut client, &mint2).await.unwrap());
+    let answer = client
+        .submit_transaction(v1::SubmitTransactionRequest {
+            transaction: Some((&mint2).into()),
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_status(answer.result.as_ref().unwrap(), TxStatus::Pending);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let last = loop {
+        let status = client
+            .get_transaction_status(v1::GetTransactionStatusRequest {
+                tx_id: mint2.tx_id().as_bytes().to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let result = status.result.unwrap();
+        if result.status() == TxStatus::Confirmed {
+            break confirmed_height(&result);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{result:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Nothing was created or destroyed by the refused and replayed transactions.
     assert_eq!(h.settled_supply(last).await, (3, 15_001));
 
     // The archive holds every block, contiguous from 1.

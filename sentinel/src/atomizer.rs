@@ -130,7 +130,10 @@ impl AtomizerBackend {
         Ok(())
     }
 
-    /// Sends `txs` to every shard of range `group`; fine when one of them took it.
+    /// Sends `txs` to every shard of range `group`; fine when one of them took it. While
+    /// every shard is unavailable (restarting, catching up with the blocks), the batch is
+    /// sent again after a backoff (10 ms doubling to 500 ms) until the request timeout;
+    /// any other refusal is final.
     async fn submit_to_range(
         &self,
         group: usize,
@@ -139,29 +142,48 @@ impl AtomizerBackend {
         let request = v1::ShardSubmitRequest {
             transactions: compact_transactions_to_wire(&txs),
         };
-        let calls = self.shards[group].iter().map(|(endpoint, channel)| {
-            let request = request.clone();
-            let mut client = AtomizerShardClient::new(channel.clone())
-                .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
-            async move {
-                match tokio::time::timeout(self.timeout, client.submit_transactions(request)).await
-                {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(status)) => Err(format!("{endpoint}: {}", status.message())),
-                    Err(_) => Err(format!("{endpoint}: no answer within {:?}", self.timeout)),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let calls = self.shards[group].iter().map(|(endpoint, channel)| {
+                let request = request.clone();
+                let mut client = AtomizerShardClient::new(channel.clone())
+                    .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
+                async move {
+                    match tokio::time::timeout_at(deadline, client.submit_transactions(request))
+                        .await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(status)) => Err((
+                            status.code() == tonic::Code::Unavailable,
+                            format!("{endpoint}: {}", status.message()),
+                        )),
+                        Err(_) => Err((true, format!("{endpoint}: no answer in time"))),
+                    }
                 }
+            });
+            let answers = join_all(calls).await;
+            if answers.iter().any(Result::is_ok) {
+                return Ok(());
             }
-        });
-        let answers = join_all(calls).await;
-        if answers.iter().any(Result::is_ok) {
-            return Ok(());
+            let failures: Vec<(bool, String)> =
+                answers.into_iter().filter_map(Result::err).collect();
+            let retry = failures.iter().all(|(unavailable, _)| *unavailable);
+            let reasons: Vec<String> = failures.into_iter().map(|(_, r)| r).collect();
+            let message = format!(
+                "no shard of range {group} took the batch: {}",
+                reasons.join("; ")
+            );
+            if !retry {
+                return Err(BackendError::Protocol(message));
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(BackendError::Unavailable(message));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
-        let reasons: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
-        Err(BackendError::Unavailable(format!(
-            "no shard of range {group} took the batch: {}",
-            reasons.join("; ")
-        )))
     }
 
     /// The shards' view of `ids`, in order.
