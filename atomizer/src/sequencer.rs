@@ -143,12 +143,15 @@ impl Inner {
         leading.then_some(gather)
     }
 
-    fn not_leader(&self) -> ConsensusError {
-        let leader = self.handle.leader();
-        ConsensusError::NotLeader {
-            leader_id: leader.as_ref().map(|(id, _)| *id),
-            leader_addr: leader.map(|(_, node)| node.client_addr),
-        }
+    /// Why a follower refuses work: not the leader, naming the leader it knows.
+    fn refusal(&self) -> ConsensusError {
+        self.handle
+            .require_leader()
+            .err()
+            .unwrap_or(ConsensusError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            })
     }
 }
 
@@ -203,7 +206,7 @@ impl SequencerClient {
     /// follows the leader.
     pub fn notify(&self, notifications: Vec<Notification>) -> Result<(), ConsensusError> {
         let Some(mut gather) = self.inner.leading() else {
-            return Err(self.inner.not_leader());
+            return Err(self.inner.refusal());
         };
         let new = notifications
             .iter()
@@ -229,7 +232,7 @@ impl SequencerClient {
     /// Takes verified mints (transactions without inputs).
     pub fn mint(&self, mints: Vec<CompactTransaction>) -> Result<(), ConsensusError> {
         let Some(mut gather) = self.inner.leading() else {
-            return Err(self.inner.not_leader());
+            return Err(self.inner.refusal());
         };
         let height = gather.height;
         gather.ready.extend(mints.into_iter().map(|tx| Candidate {

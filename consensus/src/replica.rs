@@ -410,6 +410,19 @@ impl<S: StateMachine> ReplicaHandle<S> {
         Some((leader, node))
     }
 
+    /// `Ok` if this replica believes it leads, else [`ConsensusError::NotLeader`] naming
+    /// the leader it knows (for a service that answers on the leader only).
+    pub fn require_leader(&self) -> Result<(), ConsensusError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let leader = self.leader();
+        Err(ConsensusError::NotLeader {
+            leader_id: leader.as_ref().map(|(id, _)| *id),
+            leader_addr: leader.map(|(_, node)| node.client_addr),
+        })
+    }
+
     /// Whether this replica currently believes it is the leader.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader

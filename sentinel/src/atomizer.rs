@@ -319,14 +319,21 @@ impl Backend for AtomizerBackend {
 
     /// The watchtower first: it saw every recent block, so a client that was just told
     /// CONFIRMED sees that transaction's effects even before a shard applied its block.
-    /// Outputs the watchtower never saw (older than its memory, or genesis outputs) are
-    /// asked of the shards.
+    /// Outputs the watchtower never saw (older than its memory, or genesis outputs), or
+    /// all of them while the watchtower is unreachable, are asked of the shards.
     fn output_status(
         &self,
         ids: Vec<UhsId>,
     ) -> BoxFuture<'_, Result<Vec<OutputState>, BackendError>> {
         Box::pin(async move {
-            let recent = self.watchtower_outputs(&ids).await?;
+            // A watchtower that is down (restarting) leaves every answer to the shards.
+            let recent = match self.watchtower_outputs(&ids).await {
+                Ok(recent) => recent,
+                Err(e) => {
+                    tracing::debug!(error = %e, "watchtower unavailable; asking the shards");
+                    vec![None; ids.len()]
+                }
+            };
             let unknown: Vec<UhsId> = ids
                 .iter()
                 .zip(&recent)

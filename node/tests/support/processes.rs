@@ -256,6 +256,20 @@ pub async fn wait_for_progress(confirmed: &AtomicU64, more: u64) {
 /// every shard group holds exactly the live coins' value.
 pub async fn check_ledger(endpoint: &str, config: &ClusterConfig, ledger: &Ledger) {
     let mut client = sentinel(endpoint).await;
+    // After a restart the back end may answer UNAVAILABLE for a moment (the API's
+    // "ask again" answer): wait until it answers a query.
+    let deadline = Instant::now() + WAIT;
+    let probe = ledger.chains[0].last().unwrap();
+    while client
+        .get_output_status(cbdc_proto::v1::GetOutputStatusRequest {
+            outputs: vec![cbdc_proto::v1::OutputRef::from(&probe.input)],
+        })
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the sentinel does not answer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for chain in &ledger.chains {
         let (live, spent) = chain.split_last().unwrap();
         let deadline = Instant::now() + WAIT;

@@ -1,6 +1,12 @@
 //! [`ShardQueryService`]: `cbdc.v1.ShardQuery` for a locking shard, answered from the
-//! replica's applied state without going through Raft (so any replica answers, and a
-//! follower may lag its leader by the entries it has not applied yet).
+//! replica's applied state without writing to Raft.
+//!
+//! Output and transaction status are what clients see through the sentinel, so only the
+//! leader answers them (a follower answers UNAVAILABLE with the leader's address, which
+//! `LeaderClient` follows): the leader applied every Apply it acknowledged, while a
+//! lagging follower could show a client told CONFIRMED its spent input as still locked.
+//! `Audit` is answered by every replica from its own state, so that operators can
+//! compare replicas.
 
 use std::fmt::Display;
 
@@ -34,6 +40,11 @@ impl ShardQueryService {
         ShardQueryServer::new(self)
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
+    }
+
+    /// Refuses on a follower, naming the leader.
+    fn leader_only(&self) -> Result<(), Status> {
+        self.handle.require_leader().map_err(|e| to_status(&e))
     }
 
     /// Runs `f` on the local state machine.
@@ -75,6 +86,7 @@ impl ShardQuery for ShardQueryService {
         request: Request<ShardOutputStatusRequest>,
     ) -> Result<Response<GetOutputStatusResponse>, Status> {
         let ids = request.get_ref().to_uhs_ids().map_err(|e| e.to_status())?;
+        self.leader_only()?;
         let range = self.read(|sm| Ok(sm.range()))?;
         check_range(
             "shard_output_status_request.uhs_ids",
@@ -96,6 +108,7 @@ impl ShardQuery for ShardQueryService {
         request: Request<ShardTransactionStatusRequest>,
     ) -> Result<Response<ShardTransactionStatusResponse>, Status> {
         let ids = request.get_ref().to_tx_ids().map_err(|e| e.to_status())?;
+        self.leader_only()?;
         let range = self.read(|sm| Ok(sm.range()))?;
         // Transactions are routed like UHS ids with the same bytes.
         check_range(

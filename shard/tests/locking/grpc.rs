@@ -329,17 +329,25 @@ async fn test_grpc_three_replicas_follower_redirects_and_locks_survive_leader_st
     discard(&mut shard, 3).await?;
     group.wait_caught_up(new_leader, ELECTION).await?;
 
-    // Every remaining replica has the same settled state; queries read it locally.
+    // Every remaining replica has the same settled state. Status queries are answered by
+    // the leader only; a follower names the leader.
     for id in group.running() {
         let mut query = Query::connect(group.url(id)?).await?;
-        assert_eq!(
-            statuses(&tx_status(&mut query, &[transfer[0].id, rival[0].id]).await?),
-            vec![
-                (TxStatus::Confirmed, RejectReason::Unspecified),
-                (TxStatus::Rejected, RejectReason::InputsLocked),
-            ],
-            "replica {id}"
-        );
+        let answer = tx_status(&mut query, &[transfer[0].id, rival[0].id]).await;
+        if id == new_leader {
+            assert_eq!(
+                statuses(&answer?),
+                vec![
+                    (TxStatus::Confirmed, RejectReason::Unspecified),
+                    (TxStatus::Rejected, RejectReason::InputsLocked),
+                ],
+                "replica {id}"
+            );
+        } else {
+            let refused = answer.expect_err("a follower does not answer status");
+            assert_eq!(refused.code(), tonic::Code::Unavailable, "replica {id}");
+            assert!(cbdc_consensus::leader_hint(&refused).is_some(), "{refused:?}");
+        }
         let audit = group.handle(id)?.read(|sm| sm.audit())?.context("audit")?;
         assert_eq!(audit.locks_held, 0, "replica {id}");
         assert!(audit.uhs.is_consistent());
