@@ -346,7 +346,10 @@ async fn test_grpc_three_replicas_follower_redirects_and_locks_survive_leader_st
         } else {
             let refused = answer.expect_err("a follower does not answer status");
             assert_eq!(refused.code(), tonic::Code::Unavailable, "replica {id}");
-            assert!(cbdc_consensus::leader_hint(&refused).is_some(), "{refused:?}");
+            assert!(
+                cbdc_consensus::leader_hint(&refused).is_some(),
+                "{refused:?}"
+            );
         }
         let audit = group.handle(id)?.read(|sm| sm.audit())?.context("audit")?;
         assert_eq!(audit.locks_held, 0, "replica {id}");
