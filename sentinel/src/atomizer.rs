@@ -65,18 +65,7 @@ impl AtomizerBackend {
         params: &SentinelParams,
         endpoints: &AtomizerEndpoints,
     ) -> Result<Self, ParamsError> {
-        if params.shard_groups.len() != params.shard_map.len() {
-            return Err(ParamsError::ShardCount {
-                groups: params.shard_groups.len(),
-                shards: params.shard_map.len(),
-            });
-        }
-        if let Some(group) = params.shard_groups.iter().position(Vec::is_empty) {
-            return Err(ParamsError::EmptyGroup {
-                kind: "shard",
-                group,
-            });
-        }
+        params.validate_shard_groups()?;
         if endpoints.atomizer.is_empty() {
             return Err(ParamsError::Zero("atomizer endpoints"));
         }

@@ -106,21 +106,31 @@ impl SentinelParams {
         if self.coordinator_groups.is_empty() {
             return Err(ParamsError::Zero("coordinator_groups"));
         }
+        if let Some(group) = self.coordinator_groups.iter().position(Vec::is_empty) {
+            return Err(ParamsError::EmptyGroup {
+                kind: "coordinator",
+                group,
+            });
+        }
+        self.validate_shard_groups()
+    }
+
+    /// Checks that there is one non-empty list of shard endpoints per shard range (what
+    /// both back ends need).
+    pub fn validate_shard_groups(&self) -> Result<(), ParamsError> {
         if self.shard_groups.len() != self.shard_map.len() {
             return Err(ParamsError::ShardCount {
                 groups: self.shard_groups.len(),
                 shards: self.shard_map.len(),
             });
         }
-        for (kind, groups) in [
-            ("coordinator", &self.coordinator_groups),
-            ("shard", &self.shard_groups),
-        ] {
-            if let Some(group) = groups.iter().position(Vec::is_empty) {
-                return Err(ParamsError::EmptyGroup { kind, group });
-            }
+        match self.shard_groups.iter().position(Vec::is_empty) {
+            Some(group) => Err(ParamsError::EmptyGroup {
+                kind: "shard",
+                group,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
