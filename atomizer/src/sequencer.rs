@@ -128,10 +128,14 @@ impl Inner {
     /// height) when the leadership is new: what an earlier leadership gathered may be
     /// stale, and a new term's first notifications must not be thrown away.
     fn leading(&self) -> Option<MutexGuard<'_, Gather>> {
-        let metrics = self.handle.metrics();
-        let leading = metrics.current_leader == Some(self.handle.id());
+        // Borrowed, not cloned: this runs for every Notify and every clock tick.
+        let (leading, term) = {
+            let metrics = self.handle.raft().metrics();
+            let m = metrics.borrow();
+            let leading = m.current_leader == Some(self.handle.id());
+            (leading, leading.then_some(m.current_term))
+        };
         let mut gather = self.gather();
-        let term = leading.then_some(metrics.current_term);
         if gather.term != term {
             let height = self.handle.read(|m| m.height()).unwrap_or(gather.height);
             *gather = Gather {

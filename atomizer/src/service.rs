@@ -51,17 +51,22 @@ impl AtomizerService {
         self.sequencer.handle()
     }
 
-    /// Checks every transaction's attestations on the blocking pool; the first failure
-    /// refuses the whole request.
-    async fn verify_all(&self, txs: Vec<&CompactTransaction>) -> Result<(), Status> {
+    /// Checks the attestations of every item's transaction (`tx_of`) on the blocking
+    /// pool and hands the items back (moved there and back, not copied); the first
+    /// failure refuses the whole request.
+    async fn verify_all<T: Send + 'static>(
+        &self,
+        items: Vec<T>,
+        tx_of: fn(&T) -> &CompactTransaction,
+    ) -> Result<Vec<T>, Status> {
         let verifier = self.verifier.clone();
-        let txs: Vec<CompactTransaction> = txs.into_iter().cloned().collect();
         tokio::task::spawn_blocking(move || {
-            txs.iter().enumerate().try_for_each(|(i, tx)| {
+            for (i, tx) in items.iter().map(tx_of).enumerate() {
                 verifier.verify(tx).map_err(|e| {
                     Status::invalid_argument(format!("transaction {i} ({}): {e}", tx.id))
-                })
-            })
+                })?;
+            }
+            Ok(items)
         })
         .await
         .map_err(|e| Status::internal(format!("attestation check failed: {e}")))?
@@ -97,8 +102,7 @@ impl Atomizer for AtomizerService {
                 "notification {i} is for a transaction without inputs; mints go to SubmitMints"
             )));
         }
-        self.verify_all(notifications.iter().map(|n| &n.transaction).collect())
-            .await?;
+        let notifications = self.verify_all(notifications, |n| &n.transaction).await?;
         self.sequencer
             .notify(notifications)
             .map_err(|e| to_status(&e))?;
@@ -120,7 +124,7 @@ impl Atomizer for AtomizerService {
                 "mint {i} has inputs; transfers go through the shards"
             )));
         }
-        self.verify_all(mints.iter().collect()).await?;
+        let mints = self.verify_all(mints, |tx| tx).await?;
         self.sequencer.mint(mints).map_err(|e| to_status(&e))?;
         Ok(Response::new(v1::SubmitMintsResponse {}))
     }

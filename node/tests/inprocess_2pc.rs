@@ -4,34 +4,17 @@
 
 mod support;
 
-use cbdc_core::{read_key_file, Transaction};
-use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
+use cbdc_core::Transaction;
+use cbdc_node::cluster::DevOptions;
 use cbdc_proto::v1::{self, RejectReason, TxStatus};
 use support::*;
-use tempfile::TempDir;
-
-struct Harness {
-    _dir: TempDir,
-    cluster: Cluster,
-    issuer: cbdc_core::SecretKey,
-}
 
 async fn start() -> Harness {
-    let dir = TempDir::new().unwrap();
-    let options = DevOptions {
+    start_dev(&DevOptions {
         sentinels: 2,
         ..DevOptions::default()
-    };
-    let prepared = prepare_dev_dir(dir.path(), &options).unwrap();
-    let issuer = read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
-    let cluster = Cluster::start(prepared.config, prepared.listeners)
-        .await
-        .unwrap();
-    Harness {
-        _dir: dir,
-        cluster,
-        issuer,
-    }
+    })
+    .await
 }
 
 impl Harness {
@@ -260,12 +243,12 @@ async fn test_invalid_malformed_and_unauthorized_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_demo_script_and_restart_from_disk() {
-    let dir = TempDir::new().unwrap();
-    let prepared = prepare_dev_dir(dir.path(), &DevOptions::default()).unwrap();
-    let issuer = read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
-    let cluster = Cluster::start(prepared.config, prepared.listeners)
-        .await
-        .unwrap();
+    let Harness {
+        dir,
+        cluster,
+        issuer,
+        ..
+    } = start_dev(&DevOptions::default()).await;
     let endpoint = cluster.sentinel_endpoints()[0].to_string();
     let transcript = cbdc_node::demo::run_demo(&endpoint, &issuer).await.unwrap();
     assert!(transcript.contains("REJECTED"), "{transcript}");
@@ -280,11 +263,9 @@ async fn test_demo_script_and_restart_from_disk() {
     cluster.shutdown().await.unwrap();
 
     // Same directory again: the cluster restarts from its data.
-    let prepared = prepare_dev_dir(dir.path(), &DevOptions::default()).unwrap();
-    assert!(!prepared.created);
-    let cluster = Cluster::start(prepared.config, prepared.listeners)
-        .await
-        .unwrap();
+    let h = start_dev_in(dir, &DevOptions::default()).await;
+    assert!(!h.created);
+    let cluster = h.cluster;
     assert_eq!(audit(&shard_endpoints).await, before);
     let transcript = cbdc_node::demo::run_demo(&endpoint, &issuer).await.unwrap();
     assert!(transcript.contains("CONFIRMED"));

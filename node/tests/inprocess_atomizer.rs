@@ -5,38 +5,26 @@ mod support;
 
 use std::time::Duration;
 
-use cbdc_core::read_key_file;
-use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
+use cbdc_node::cluster::DevOptions;
 use cbdc_node::config::Architecture;
 use cbdc_proto::v1::archiver_client::ArchiverClient;
 use cbdc_proto::v1::shard_query_client::ShardQueryClient;
 use cbdc_proto::v1::{self, RejectReason, TxStatus};
-use support::{connect, mint, output_status, sentinel, submit, transfer, Coin};
-use tempfile::TempDir;
+use support::{
+    connect, mint, output_status, sentinel, start_dev, start_dev_in, submit, transfer, Coin,
+    Harness,
+};
 
-struct Harness {
-    _dir: TempDir,
-    cluster: Cluster,
-    issuer: cbdc_core::SecretKey,
-}
-
-async fn start(shard_copies: usize) -> Harness {
-    let dir = TempDir::new().unwrap();
-    let options = DevOptions {
+fn atomizer(shard_copies: usize) -> DevOptions {
+    DevOptions {
         architecture: Architecture::Atomizer,
         shard_copies,
         ..DevOptions::default()
-    };
-    let prepared = prepare_dev_dir(dir.path(), &options).unwrap();
-    let issuer = read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
-    let cluster = Cluster::start(prepared.config, prepared.listeners)
-        .await
-        .unwrap();
-    Harness {
-        _dir: dir,
-        cluster,
-        issuer,
     }
+}
+
+async fn start(shard_copies: usize) -> Harness {
+    start_dev(&atomizer(shard_copies)).await
 }
 
 impl Harness {
@@ -283,31 +271,14 @@ async fn test_restart_from_disk_keeps_blocks_and_balances() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = TempDir::new().unwrap();
-    let options = DevOptions {
-        architecture: Architecture::Atomizer,
-        ..DevOptions::default()
-    };
-    let prepared = prepare_dev_dir(dir.path(), &options).unwrap();
-    let issuer = read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
-    let cluster = Cluster::start(prepared.config, prepared.listeners)
-        .await
-        .unwrap();
-    let mut client = sentinel(cluster.sentinel_endpoints()[0]).await;
-    let (m, coins) = mint(&issuer, &[40, 60]);
+    let h = start(1).await;
+    let mut client = h.client().await;
+    let (m, coins) = mint(&h.issuer, &[40, 60]);
     let first = confirmed_height(&submit(&mut client, &m).await.unwrap());
-    cluster.shutdown().await.unwrap();
+    h.cluster.shutdown().await.unwrap();
 
-    let prepared = prepare_dev_dir(dir.path(), &options).unwrap();
-    assert!(!prepared.created);
-    let cluster = Cluster::start(prepared.config, prepared.listeners)
-        .await
-        .unwrap();
-    let h = Harness {
-        _dir: dir,
-        cluster,
-        issuer,
-    };
+    let h = start_dev_in(h.dir, &atomizer(1)).await;
+    assert!(!h.created);
     let mut client = h.client().await;
     let (pay, _) = transfer(&coins, &[100]);
     let second = confirmed_height(&submit(&mut client, &pay).await.unwrap());

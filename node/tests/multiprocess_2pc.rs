@@ -9,14 +9,13 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cbdc_core::{read_key_file, SecretKey};
-use cbdc_node::config::{ClusterConfig, RaftConfig};
-use cbdc_node::init::{init_cluster, InitOptions};
+use cbdc_node::init::InitOptions;
 use cbdc_proto::v1::TxStatus;
 use support::processes::{
-    check_ledger, leader_of, run_worker, settle, wait_for_progress, Ledger, Processes, COIN,
+    check_ledger, init_for_kills, leader_of, run_worker, settle, wait_for_progress, Ledger,
+    Processes, COIN,
 };
 use support::*;
 use tempfile::TempDir;
@@ -34,17 +33,7 @@ async fn test_kill_shard_and_coordinator_leaders_then_restart_cluster() {
         coordinators: 1,
         shard_copies: 1,
     };
-    let file = init_cluster(dir.path(), &options).unwrap();
-    // Faster failure detection than the production default.
-    let mut config = ClusterConfig::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    config.raft = RaftConfig {
-        heartbeat_interval: Duration::from_millis(50),
-        election_timeout_min: Duration::from_millis(300),
-        election_timeout_max: Duration::from_millis(600),
-        ..RaftConfig::default()
-    };
-    std::fs::write(&file, config.to_toml()).unwrap();
-    let config = ClusterConfig::load(&file).unwrap();
+    let (file, config) = init_for_kills(dir.path(), &options, |_| {});
     let issuer: SecretKey = read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
     let endpoint = config.sentinels[0].endpoint.to_string();
 

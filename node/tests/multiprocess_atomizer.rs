@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cbdc_core::{read_key_file, SecretKey};
-use cbdc_node::config::{Architecture, ClusterConfig, RaftConfig};
-use cbdc_node::init::{init_cluster, InitOptions};
+use cbdc_node::config::Architecture;
+use cbdc_node::init::InitOptions;
 use cbdc_proto::convert::Block;
 use cbdc_proto::v1::archiver_client::ArchiverClient;
 use cbdc_proto::v1::{self, TxStatus};
 use support::processes::{
-    check_ledger, leader_of, run_worker, settle, wait_for_progress, Ledger, Processes, COIN, WAIT,
+    check_ledger, init_for_kills, leader_of, run_worker, settle, wait_for_progress, Ledger,
+    Processes, COIN, WAIT,
 };
 use support::*;
 use tempfile::TempDir;
@@ -96,24 +97,16 @@ async fn test_kill_atomizer_leader_and_a_shard_then_restart_cluster() {
         coordinators: 0,
         shard_copies: 1,
     };
-    let file = init_cluster(dir.path(), &options).unwrap();
-    let mut config = ClusterConfig::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    // Faster failure detection than the production default, and an archiver that lets
-    // the atomizer prune often, so that a restarted shard must read from the archive.
-    config.raft = RaftConfig {
-        heartbeat_interval: Duration::from_millis(50),
-        election_timeout_min: Duration::from_millis(300),
-        election_timeout_max: Duration::from_millis(600),
-        ..RaftConfig::default()
-    };
-    if let Some(archiver) = config.archiver.as_mut() {
-        archiver.prune_every = 2;
-    }
-    if let Some(atomizer) = config.atomizer.as_mut() {
-        atomizer.stxo_cache_depth = 3;
-    }
-    std::fs::write(&file, config.to_toml()).unwrap();
-    let config = ClusterConfig::load(&file).unwrap();
+    // An archiver that lets the atomizer prune often, and a short window, so that a
+    // restarted shard must read from the archive.
+    let (file, config) = init_for_kills(dir.path(), &options, |config| {
+        if let Some(archiver) = config.archiver.as_mut() {
+            archiver.prune_every = 2;
+        }
+        if let Some(atomizer) = config.atomizer.as_mut() {
+            atomizer.stxo_cache_depth = 3;
+        }
+    });
     let issuer: SecretKey = read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
     let endpoint = config.sentinels[0].endpoint.to_string();
     let archiver = config.archiver.as_ref().unwrap().endpoint.to_string();

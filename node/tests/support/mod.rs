@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use cbdc_core::{
     p2pk_output, sign_mint, sign_transfer, Hash, Input, SecretKey, ShardMap, Transaction,
 };
+use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
 use cbdc_proto::v1::{self, sentinel_client::SentinelClient, shard_query_client::ShardQueryClient};
+use tempfile::TempDir;
 use tonic::transport::Channel;
 
 /// A spendable output and the key it is locked to.
@@ -157,4 +159,36 @@ pub async fn audit(shard_endpoints: &[String]) -> (u64, u64) {
         value += audit.total_value;
     }
     (count, value)
+}
+
+/// A cluster running in this process, its directory (removed when dropped) and the
+/// issuer key.
+pub struct Harness {
+    pub dir: TempDir,
+    pub cluster: Cluster,
+    pub issuer: SecretKey,
+    /// Whether the cluster was new (not restarted from its data).
+    pub created: bool,
+}
+
+/// Starts a new cluster shaped by `options` in a fresh directory.
+pub async fn start_dev(options: &DevOptions) -> Harness {
+    start_dev_in(TempDir::new().unwrap(), options).await
+}
+
+/// Starts the cluster of `dir`: a new one shaped by `options`, or the one already there
+/// (a restart from its data).
+pub async fn start_dev_in(dir: TempDir, options: &DevOptions) -> Harness {
+    let prepared = prepare_dev_dir(dir.path(), options).unwrap();
+    let prepared_created = prepared.created;
+    let issuer = cbdc_core::read_key_file(&dir.path().join("keys/issuer.key")).unwrap();
+    let cluster = Cluster::start(prepared.config, prepared.listeners)
+        .await
+        .unwrap();
+    Harness {
+        dir,
+        cluster,
+        issuer,
+        created: prepared_created,
+    }
 }

@@ -317,3 +317,25 @@ pub async fn check_ledger(endpoint: &str, config: &ClusterConfig, ledger: &Ledge
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `cbdc config init` for a kill test: Raft detects a dead leader faster than with the
+/// production default, and `adjust` changes whatever else the test needs. Returns the
+/// cluster file and its configuration as the processes will load it.
+pub fn init_for_kills(
+    dir: &Path,
+    options: &cbdc_node::init::InitOptions,
+    adjust: impl FnOnce(&mut ClusterConfig),
+) -> (PathBuf, ClusterConfig) {
+    let file = cbdc_node::init::init_cluster(dir, options).unwrap();
+    let mut config = ClusterConfig::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    config.raft = cbdc_node::config::RaftConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        election_timeout_min: Duration::from_millis(300),
+        election_timeout_max: Duration::from_millis(600),
+        ..Default::default()
+    };
+    adjust(&mut config);
+    std::fs::write(&file, config.to_toml()).unwrap();
+    let config = ClusterConfig::load(&file).unwrap();
+    (file, config)
+}
