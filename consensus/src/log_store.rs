@@ -110,23 +110,60 @@ impl RaftLogReader<TypeConfig> for LogReader {
 /// The Raft log store of one replica ([`RaftLogStorage`] over RocksDB).
 pub struct LogStore {
     reader: LogReader,
-    /// Queue of the flusher thread: callbacks to fire once the WAL is synced.
-    flush_tx: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: Flusher,
+}
+
+/// The WAL flusher thread and its queue of callbacks to fire once the WAL is synced.
+///
+/// Dropping it closes the queue and joins the thread, so the thread's reference to the
+/// DB is gone when the store is: otherwise the thread could be the last holder and close
+/// RocksDB while the process exits, which aborts it ("pthread lock: Invalid argument").
+struct Flusher {
+    tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(db: Arc<DB>) -> Result<Self, crate::ConsensusError> {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let thread = std::thread::Builder::new()
+            .name("raft-wal-flush".into())
+            .spawn(move || flusher(db, rx))
+            .map_err(|e| crate::ConsensusError::Raft(format!("spawn WAL flusher: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `callback`; gives it back if the thread is gone.
+    fn send(&self, callback: LogFlushed<TypeConfig>) -> Result<(), LogFlushed<TypeConfig>> {
+        match &self.tx {
+            Some(tx) => tx.send(callback).map_err(|mpsc::SendError(c)| c),
+            None => Err(callback),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the WAL flusher thread panicked");
+            }
+        }
+    }
 }
 
 impl LogStore {
     /// A log store over the replica's DB (which must have the [`crate::storage`] column
-    /// families). Starts the WAL flusher thread, which ends when the store is dropped.
+    /// families). Starts the WAL flusher thread, which is joined when the store is dropped.
     pub fn new(db: Arc<DB>) -> Result<Self, crate::ConsensusError> {
-        let (flush_tx, flush_rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let flush_db = db.clone();
-        std::thread::Builder::new()
-            .name("raft-wal-flush".into())
-            .spawn(move || flusher(flush_db, flush_rx))
-            .map_err(|e| crate::ConsensusError::Raft(format!("spawn WAL flusher: {e}")))?;
+        let flusher = Flusher::start(db.clone())?;
         Ok(Self {
             reader: LogReader { db },
-            flush_tx,
+            flusher,
         })
     }
 
@@ -260,7 +297,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db()
             .write(batch)
             .map_err(|e| StorageIOError::write_logs(sto_err(e)))?;
-        if let Err(mpsc::SendError(callback)) = self.flush_tx.send(callback) {
+        if let Err(callback) = self.flusher.send(callback) {
             // The flusher is gone (it never exits while we hold the sender); sync inline.
             let r = self
                 .db()
