@@ -582,7 +582,7 @@ mod tests {
 
     fn fixture() -> Fixture {
         let dir = tempfile::TempDir::new().unwrap();
-        let db = open_db(dir.path(), AtomizerMachine::column_families()).unwrap();
+        let db = open_db::<AtomizerMachine>(dir.path()).unwrap();
         let machine = AtomizerMachine::open(
             db.clone(),
             MachineParams {

@@ -141,7 +141,7 @@ impl<S: StateMachine> Replica<S> {
     ) -> Result<Self, ConsensusError> {
         config.validate()?;
         let raft_config = Arc::new(config.tuning.to_openraft(&config.group)?);
-        let db = open_db(&config.data_dir, S::column_families())?;
+        let db = open_db::<S>(&config.data_dir)?;
         let own_db = db.clone();
         let sm = make_sm(db.clone())?;
         let sm_store = StateMachineStore::new(db.clone(), sm)?;

@@ -13,9 +13,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, DB};
 
 use crate::error::ConsensusError;
+use crate::state_machine::StateMachine;
 
 /// Column family of the Raft log.
 pub const CF_RAFT_LOG: &str = "raft_log";
@@ -27,8 +28,10 @@ pub const CF_SM_META: &str = "sm_meta";
 pub const CONSENSUS_CFS: [&str; 3] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_META];
 
 /// Open (or create) a replica's RocksDB at `path` with the consensus column families and
-/// `extra` (the state machine's). Column families already present on disk are opened too.
-pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, ConsensusError> {
+/// those of state machine `S`. Column families already present on disk are opened too.
+pub fn open_db<S: StateMachine>(path: &Path) -> Result<Arc<DB>, ConsensusError> {
+    let extra = S::column_families();
+    let hashed = S::hashed_column_families();
     for name in extra {
         if CONSENSUS_CFS.contains(name) {
             return Err(ConsensusError::Config(format!(
@@ -36,10 +39,18 @@ pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, ConsensusError> {
             )));
         }
     }
+    if let Some(name) = hashed.iter().find(|name| !extra.contains(name)) {
+        return Err(ConsensusError::Config(format!(
+            "hashed column family {name:?} is not one of the state machine's"
+        )));
+    }
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Hashed memtables take one writer at a time; writes to the DB are serialized by
+    // RocksDB's write queue anyway (one state machine and one log store per replica).
+    opts.set_allow_concurrent_memtable_write(false);
     let mut names: Vec<String> = CONSENSUS_CFS
         .iter()
         .chain(extra.iter())
@@ -53,9 +64,13 @@ pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, ConsensusError> {
         }
     }
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let descriptors = names
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, column_family_options(&cache)));
+    let descriptors = names.iter().map(|name| {
+        let mut options = column_family_options(&cache);
+        if hashed.contains(&name.as_str()) {
+            hash_memtable(&mut options);
+        }
+        ColumnFamilyDescriptor::new(name, options)
+    });
     let db = DB::open_cf_descriptors(&opts, path, descriptors)?;
     Ok(Arc::new(db))
 }
@@ -93,11 +108,52 @@ pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, ConsensusError
     })
 }
 
+/// Bytes of a key that pick its bucket in a hashed memtable: the keys of hashed column
+/// families are uniformly random ids, so 8 bytes spread them evenly.
+const HASH_PREFIX_LEN: usize = 8;
+/// Buckets of one hashed memtable (8 bytes each): a 64 MiB memtable of 32-byte ids holds
+/// about a million entries, so a bucket holds a handful.
+const HASH_BUCKETS: usize = 1 << 18;
+
+/// The first [`HASH_PREFIX_LEN`] bytes of `key`, or all of a shorter key (so that no key
+/// can make RocksDB read past its end).
+fn hash_prefix(key: &[u8]) -> &[u8] {
+    &key[..key.len().min(HASH_PREFIX_LEN)]
+}
+
+/// A hashed memtable (see [`StateMachine::hashed_column_families`]): random-key inserts
+/// and point lookups find a small bucket by hash instead of searching a skip list of a
+/// million entries, which `cbdc bench` profiles showed as the top RocksDB cost (about a
+/// sixth of all CPU time on a 2PC shard). The entries are sorted when the memtable is
+/// flushed or scanned instead.
+fn hash_memtable(options: &mut Options) {
+    options.set_prefix_extractor(rocksdb::SliceTransform::create(
+        "cbdc.hash_prefix.8",
+        hash_prefix,
+        None,
+    ));
+    options.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+        bucket_count: HASH_BUCKETS,
+        height: 4,
+        branching_factor: 4,
+    });
+}
+
+/// Read options of every scan (an iterator over a column family): a total-order scan, as
+/// a column family with a hashed memtable would otherwise be read only within one key
+/// prefix, and without filling the block cache with blocks read once.
+pub fn scan_options() -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.set_total_order_seek(true);
+    opts.fill_cache(false);
+    opts
+}
+
 /// Stage the deletion of every key of column family `name` into `batch` (used when a
 /// snapshot replaces a state machine's data).
 pub fn clear_cf(db: &DB, name: &str, batch: &mut WriteBatch) -> Result<(), ConsensusError> {
     let handle = cf(db, name)?;
-    let mut iter = db.iterator_cf(handle, rocksdb::IteratorMode::End);
+    let mut iter = db.iterator_cf_opt(handle, scan_options(), rocksdb::IteratorMode::End);
     if let Some(item) = iter.next() {
         let (last, _) = item?;
         let mut end = last.to_vec();

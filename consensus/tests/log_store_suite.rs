@@ -2,7 +2,7 @@
 
 use cbdc_consensus::storage::open_db;
 use cbdc_consensus::testkit::KvStateMachine;
-use cbdc_consensus::{typ, LogStore, StateMachine, StateMachineStore, TypeConfig};
+use cbdc_consensus::{typ, LogStore, StateMachineStore, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageIOError;
 use tempfile::TempDir;
@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore<KvStateMachine>, TempD
         &self,
     ) -> Result<(TempDir, LogStore, StateMachineStore<KvStateMachine>), typ::StorageError> {
         let dir = TempDir::new().map_err(io)?;
-        let db = open_db(dir.path(), KvStateMachine::column_families()).map_err(io)?;
+        let db = open_db::<KvStateMachine>(dir.path()).map_err(io)?;
         let sm = KvStateMachine::new(db.clone()).map_err(io)?;
         let sm_store = StateMachineStore::new(db.clone(), sm).map_err(io)?;
         let log_store = LogStore::new(db).map_err(io)?;

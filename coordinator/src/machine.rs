@@ -510,7 +510,7 @@ mod tests {
     use cbdc_proto::v1::RejectReason;
 
     fn open(dir: &std::path::Path) -> CoordinatorMachine {
-        let db = open_db(dir, CoordinatorMachine::column_families()).unwrap();
+        let db = open_db::<CoordinatorMachine>(dir).unwrap();
         CoordinatorMachine::new(db).unwrap()
     }
 

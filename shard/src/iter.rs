@@ -4,8 +4,9 @@
 //! `start..=end` are exactly the keys in `[start_be, (end + 1)_be)`. RocksDB's iterate
 //! bounds keep the iterator from ever reading past the range.
 
+use cbdc_consensus::storage::scan_options;
 use cbdc_core::{Amount, ShardRange, UhsId};
-use rocksdb::{ColumnFamily, DBRawIteratorWithThreadMode, ReadOptions, DB};
+use rocksdb::{ColumnFamily, DBRawIteratorWithThreadMode, DB};
 
 use crate::error::StoreError;
 use crate::supply::decode_value;
@@ -26,7 +27,7 @@ impl<'a> UhsRangeIter<'a> {
         cf: &'a ColumnFamily,
         range: ShardRange,
     ) -> Result<Self, StoreError> {
-        let mut opts = ReadOptions::default();
+        let mut opts = scan_options();
         opts.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
         // Past the last prefix there is no upper bound to set: the range runs to the end.
         if let Some(next) = range.end.checked_add(1) {

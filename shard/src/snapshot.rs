@@ -27,7 +27,8 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 
-use rocksdb::{ColumnFamily, ReadOptions, SnapshotWithThreadMode, WriteBatch, DB};
+use cbdc_consensus::storage::scan_options;
+use rocksdb::{ColumnFamily, SnapshotWithThreadMode, WriteBatch, DB};
 use sha2::{Digest, Sha256};
 
 use crate::columns::{ID_LEN, KEY_END, META_HEIGHT, META_SUPPLY};
@@ -120,9 +121,7 @@ impl UhsStore {
         let mut supply = Supply::default();
         let mut height = 0;
         for column in Column::ALL {
-            let mut opts = ReadOptions::default();
-            opts.fill_cache(false);
-            let mut it = snapshot.raw_iterator_cf_opt(column.cf(self)?, opts);
+            let mut it = snapshot.raw_iterator_cf_opt(column.cf(self)?, scan_options());
             it.seek_to_first();
             while let (Some(key), Some(value)) = (it.key(), it.value()) {
                 let (Ok(key_len), Ok(value_len)) =

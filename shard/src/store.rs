@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cbdc_consensus::storage::scan_options;
 use cbdc_core::{Amount, ShardRange, TxId, UhsId};
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
@@ -179,14 +180,18 @@ impl UhsStore {
     /// transaction was applied or released.
     pub fn lock_count(&self) -> Result<u64, StoreError> {
         let mut count = 0u64;
-        let mut it = self.db.raw_iterator_cf(self.cf_locks()?);
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.cf_locks()?, scan_options());
         it.seek_to_first();
         while it.valid() {
             count += 1;
             it.next();
         }
         it.status()?;
-        let mut it = self.db.raw_iterator_cf(self.cf_minted()?);
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.cf_minted()?, scan_options());
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if let MintState::Locked(_) = MintState::decode(key, value)? {
@@ -248,9 +253,7 @@ impl UhsStore {
             Some(bytes) => Supply::from_bytes(&bytes)?,
             None => Supply::default(),
         };
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        let mut it = snapshot.raw_iterator_cf_opt(self.cf_uhs()?, opts);
+        let mut it = snapshot.raw_iterator_cf_opt(self.cf_uhs()?, scan_options());
         it.seek_to_first();
         let mut scanned = Supply::default();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {

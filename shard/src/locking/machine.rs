@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use cbdc_consensus::storage::scan_options;
 use cbdc_consensus::{ConsensusError, StateMachine};
 use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
 use rocksdb::{WriteBatch, DB};
@@ -114,7 +115,7 @@ pub fn seed_genesis(
     data_dir: &std::path::Path,
     outputs: impl IntoIterator<Item = (cbdc_core::UhsId, cbdc_core::Amount)>,
 ) -> Result<crate::Supply, LockingError> {
-    let db = cbdc_consensus::storage::open_db(data_dir, &LOCKING_SHARD_CFS)
+    let db = cbdc_consensus::storage::open_db::<LockingShardMachine>(data_dir)
         .map_err(|e| LockingError::Genesis(e.to_string()))?;
     let store = uhs_store(&db)?;
     if store.supply()?.count > 0 {
@@ -214,7 +215,9 @@ impl LockingShardMachine {
             tombstones: 0,
             outcomes: 0,
         };
-        let mut it = self.db.raw_iterator_cf(tables.cf(Table::Dtxs));
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(tables.cf(Table::Dtxs), scan_options());
         it.seek_to_first();
         while let Some(value) = it.value() {
             match super::tables::decode::<DtxRecord>(CF_DTXS, value)? {
@@ -225,7 +228,9 @@ impl LockingShardMachine {
             it.next();
         }
         it.status()?;
-        let mut it = self.db.raw_iterator_cf(tables.cf(Table::Outcomes));
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(tables.cf(Table::Outcomes), scan_options());
         it.seek_to_first();
         while it.valid() {
             audit.outcomes += 1;
@@ -635,6 +640,12 @@ impl StateMachine for LockingShardMachine {
 
     fn column_families() -> &'static [&'static str] {
         &LOCKING_SHARD_CFS
+    }
+
+    /// The tables keyed by a random 32-byte id and written for every transaction (the
+    /// ordered and the small ones stay skip lists).
+    fn hashed_column_families() -> &'static [&'static str] {
+        &[CF_UHS, CF_UHS_LOCKS, CF_UHS_MINTED, CF_OUTCOMES]
     }
 
     fn apply(

@@ -16,6 +16,7 @@
 //! same bytes. Installing validates everything before it stages anything, then replaces
 //! the whole state.
 
+use cbdc_consensus::storage::scan_options;
 use rocksdb::WriteBatch;
 use sha2::{Digest, Sha256};
 
@@ -51,7 +52,7 @@ pub(crate) fn write(machine: &LockingShardMachine) -> Result<Vec<u8>, LockingErr
         let count_at = out.len();
         out.extend_from_slice(&0u64.to_le_bytes());
         let mut count = 0u64;
-        let mut it = snapshot.raw_iterator_cf(cf);
+        let mut it = snapshot.raw_iterator_cf_opt(cf, scan_options());
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             for part in [key, value] {

@@ -82,8 +82,7 @@ impl Fixture {
     pub fn new(params: LockingShardParams) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db =
-            cbdc_consensus::storage::open_db(dir.path(), LockingShardMachine::column_families())
-                .expect("open db");
+            cbdc_consensus::storage::open_db::<LockingShardMachine>(dir.path()).expect("open db");
         let sm = LockingShardMachine::new(db.clone(), params).expect("machine");
         Fixture { _dir: dir, db, sm }
     }
