@@ -5,13 +5,13 @@
 //! `Arc<DB>` and the names of its column families. Names are configurable so that two
 //! stores (say, two shard replicas in one `cbdc dev` process) can share one instance.
 
-/// Names of the store's four column families.
+/// Names of the store's three column families.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnFamilyNames {
-    /// `UhsId (32 bytes) → value (u64 LE)`: the unspent hash set itself.
+    /// `UhsId (32 bytes) → value (u64 LE) ‖ lock owner if locked (16 bytes)`: the
+    /// unspent hash set itself, with the locks of prepared 2PC transactions
+    /// ([`crate::lock::UhsEntry`]).
     pub uhs: String,
-    /// `UhsId → LockOwner (16 bytes)`: inputs locked by a prepared 2PC transaction.
-    pub locks: String,
     /// `TxId → MintState`: every mint this shard recorded (forever) or holds locked.
     pub minted: String,
     /// Small fixed keys: supply counters and block height.
@@ -23,20 +23,19 @@ impl ColumnFamilyNames {
     pub fn with_prefix(prefix: &str) -> Self {
         ColumnFamilyNames {
             uhs: format!("{prefix}uhs"),
-            locks: format!("{prefix}uhs_locks"),
             minted: format!("{prefix}uhs_minted"),
             meta: format!("{prefix}uhs_meta"),
         }
     }
 
-    /// The four names, in snapshot order.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.uhs, &self.locks, &self.minted, &self.meta]
+    /// The three names, in snapshot order.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.uhs, &self.minted, &self.meta]
     }
 }
 
 impl Default for ColumnFamilyNames {
-    /// `uhs`, `uhs_locks`, `uhs_minted`, `uhs_meta`.
+    /// `uhs`, `uhs_minted`, `uhs_meta`.
     fn default() -> Self {
         ColumnFamilyNames::with_prefix("")
     }
@@ -47,7 +46,7 @@ pub(crate) const META_SUPPLY: &[u8] = b"supply";
 /// Meta key of the atomizer block height (`u64 LE`).
 pub(crate) const META_HEIGHT: &[u8] = b"height";
 
-/// Length of every key in the `uhs`, `locks` and `minted` column families.
+/// Length of every key in the `uhs` and `minted` column families.
 pub(crate) const ID_LEN: usize = 32;
 
 /// An exclusive upper bound above every key the store writes (ids are 32 bytes, meta keys

@@ -12,7 +12,7 @@
 //!   (cbdc-consensus)                              │ overlay      apply / apply_block
 //!        │ + last-applied id                      ▼
 //!        └────────── db.write(batch) ──▶ RocksDB (one instance per node)
-//!                                         CFs: uhs · uhs_locks · uhs_minted · uhs_meta
+//!                                         CFs: uhs (with locks) · uhs_minted · uhs_meta
 //! ```
 //!
 //! The 2PC locking shard ([`locking`]) is such a state machine: [`LockingShardMachine`]

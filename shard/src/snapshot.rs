@@ -7,20 +7,22 @@
 //! key order, the supply counters against the outputs, a SHA-256 checksum — before it
 //! changes anything, and then replaces the store's contents in one write batch.
 //!
-//! # Format, version 1
+//! # Format, version 2
 //!
 //! All integers little-endian.
 //!
 //! | part | bytes |
 //! |---|---|
-//! | header | magic `CBDCUHS\0` (8) ‖ version `u32` = 1 |
+//! | header | magic `CBDCUHS\0` (8) ‖ version `u32` = 2 |
 //! | record, repeated | column `u8` ‖ key length `u16` ‖ value length `u16` ‖ key ‖ value |
 //! | trailer | `0xFF` ‖ record count `u64` ‖ SHA-256 of every byte before it (32) |
 //!
-//! Columns are `1` UHS (`UhsId` → value `u64`), `2` locks (`UhsId` → [`LockOwner`]
-//! bytes), `3` minted (`TxId` → [`MintState`]), `4` meta (`supply` → `count u64 ‖ total
-//! u64`, `height` → `u64`). Records come column by column in that order, keys strictly
-//! increasing within a column. Nothing may follow the trailer.
+//! Columns are `1` UHS (`UhsId` → value `u64`, followed by the [`LockOwner`] bytes while
+//! the output is locked), `3` minted (`TxId` → [`MintState`]), `4` meta (`supply` →
+//! `count u64 ‖ total u64`, `height` → `u64`). Records come column by column in that
+//! order, keys strictly increasing within a column. Nothing may follow the trailer.
+//! (Version 1 had a column `2` of locks; since version 2 a lock is part of its output's
+//! record.)
 //!
 //! [`LockOwner`]: crate::LockOwner
 //! [`MintState`]: crate::MintState
@@ -33,14 +35,14 @@ use sha2::{Digest, Sha256};
 
 use crate::columns::{ID_LEN, KEY_END, META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
-use crate::lock::{LockOwner, MintState};
+use crate::lock::MintState;
 use crate::store::UhsStore;
 use crate::supply::{decode_height, decode_value, Supply};
 
 /// The first eight bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CBDCUHS\0";
 /// The format version this code writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 const TRAILER_TAG: u8 = 0xFF;
 const HEADER_LEN: u64 = 12;
@@ -49,13 +51,12 @@ const HEADER_LEN: u64 = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Column {
     Uhs = 1,
-    Locks = 2,
     Minted = 3,
     Meta = 4,
 }
 
 impl Column {
-    const ALL: [Column; 4] = [Column::Uhs, Column::Locks, Column::Minted, Column::Meta];
+    const ALL: [Column; 3] = [Column::Uhs, Column::Minted, Column::Meta];
 
     fn from_tag(tag: u8) -> Option<Column> {
         Column::ALL.into_iter().find(|c| *c as u8 == tag)
@@ -64,7 +65,6 @@ impl Column {
     fn cf(self, store: &UhsStore) -> Result<&ColumnFamily, StoreError> {
         match self {
             Column::Uhs => store.cf_uhs(),
-            Column::Locks => store.cf_locks(),
             Column::Minted => store.cf_minted(),
             Column::Meta => store.cf_meta(),
         }
@@ -74,7 +74,7 @@ impl Column {
 /// What a snapshot holds, as reported by export and import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotInfo {
-    /// Records in it (outputs, locks, mints and metadata).
+    /// Records in it (outputs, mints and metadata).
     pub records: u64,
     /// Its length in bytes.
     pub bytes: u64,
@@ -240,18 +240,14 @@ impl UhsStore {
 
             match column {
                 Column::Uhs => {
-                    if key_len != ID_LEN || value_len != 8 {
+                    if key_len != ID_LEN {
                         return Err(malformed(offset, "output record has the wrong size"));
                     }
-                    let amount = decode_value(&key, &value)?;
+                    let amount = decode_value(&key, &value)
+                        .map_err(|_| malformed(offset, "output record has the wrong size"))?;
                     scanned = scanned
                         .with_output(amount)
                         .map_err(|_| malformed(offset, "outputs overflow the supply"))?;
-                }
-                Column::Locks => {
-                    if key_len != ID_LEN || LockOwner::from_bytes(&value).is_none() {
-                        return Err(malformed(offset, "lock record has the wrong size"));
-                    }
                 }
                 Column::Minted => {
                     if key_len != ID_LEN || MintState::decode(&key, &value).is_err() {

@@ -11,6 +11,7 @@
 //! its changes, with steps that cannot fail: a rejected transaction stages nothing. The
 //! counters and the height are written once, by [`StagedBatch::finish`].
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
@@ -18,10 +19,10 @@ use rocksdb::{ColumnFamily, WriteBatch};
 
 use crate::columns::{META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
-use crate::lock::{decode_owner, LockOwner, MintState};
+use crate::lock::{LockOwner, MintState, UhsEntry};
 use crate::rejection::Rejection;
 use crate::store::{read_height, read_supply, UhsStore};
-use crate::supply::{decode_value, Supply};
+use crate::supply::Supply;
 
 /// What [`StagedBatch::apply_block`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +45,15 @@ pub struct StagedBatch<'a> {
     store: &'a UhsStore,
     batch: &'a mut WriteBatch,
     uhs_cf: &'a ColumnFamily,
-    locks_cf: &'a ColumnFamily,
     minted_cf: &'a ColumnFamily,
     meta_cf: &'a ColumnFamily,
-    /// Outputs changed in this batch: `Some(value)` created, `None` spent.
-    uhs: HashMap<UhsId, Option<Amount>>,
-    /// Locks changed in this batch: `Some(owner)` taken, `None` released.
-    locks: HashMap<UhsId, Option<LockOwner>>,
+    /// Outputs changed in this batch (created, locked or released: `Some`; spent:
+    /// `None`).
+    uhs: HashMap<UhsId, Option<UhsEntry>>,
+    /// Outputs read from the database in this batch and not changed since (the database
+    /// does not change while the batch is staged): a 2PC `Apply` checks every record
+    /// before it changes any, then reads them again as it stages.
+    read: RefCell<HashMap<UhsId, Option<UhsEntry>>>,
     /// Mint ids changed in this batch: `None` released.
     minted: HashMap<TxId, Option<MintState>>,
     supply: Supply,
@@ -68,11 +71,10 @@ impl<'a> StagedBatch<'a> {
             store,
             batch,
             uhs_cf: store.cf_uhs()?,
-            locks_cf: store.cf_locks()?,
             minted_cf: store.cf_minted()?,
             meta_cf,
             uhs: HashMap::new(),
-            locks: HashMap::new(),
+            read: RefCell::new(HashMap::new()),
             minted: HashMap::new(),
             supply: read_supply(db, meta_cf)?,
             supply_dirty: false,
@@ -107,26 +109,29 @@ impl<'a> StagedBatch<'a> {
 
     /// The value of `id` as this batch would leave it.
     pub fn get(&self, id: &UhsId) -> Result<Option<Amount>, StoreError> {
-        if let Some(staged) = self.uhs.get(id) {
-            return Ok(*staged);
-        }
-        let db = self.store.db();
-        match db.get_pinned_cf(self.uhs_cf, id.as_bytes())? {
-            Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.entry(id)?.map(|entry| entry.value))
     }
 
     /// The owner of `id`'s lock as this batch would leave it.
     pub fn lock_owner(&self, id: &UhsId) -> Result<Option<LockOwner>, StoreError> {
-        if let Some(staged) = self.locks.get(id) {
+        Ok(self.entry(id)?.and_then(|entry| entry.lock))
+    }
+
+    /// The record of `id` (value and lock) as this batch would leave it.
+    pub(crate) fn entry(&self, id: &UhsId) -> Result<Option<UhsEntry>, StoreError> {
+        if let Some(staged) = self.uhs.get(id) {
             return Ok(*staged);
         }
-        let db = self.store.db();
-        match db.get_pinned_cf(self.locks_cf, id.as_bytes())? {
-            Some(bytes) => decode_owner(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
+        if let Some(read) = self.read.borrow().get(id) {
+            return Ok(*read);
         }
+        let db = self.store.db();
+        let entry = match db.get_pinned_cf(self.uhs_cf, id.as_bytes())? {
+            Some(bytes) => Some(UhsEntry::decode(id.as_bytes(), &bytes)?),
+            None => None,
+        };
+        self.read.borrow_mut().insert(*id, entry);
+        Ok(entry)
     }
 
     /// The state of mint `tx_id` as this batch would leave it.
@@ -183,19 +188,11 @@ impl<'a> StagedBatch<'a> {
             if let Some(rejection) = duplicate_input(inputs) {
                 return Ok(Err(rejection));
             }
+            let mut values = Vec::with_capacity(inputs.len());
             for (index, id) in inputs.iter().enumerate() {
-                if s.get(id)?.is_none() {
-                    return Ok(Err(Rejection::InputMissing { index, id: *id }));
-                }
-                match s.lock_owner(id)? {
-                    Some(held) if held != owner => {
-                        return Ok(Err(Rejection::InputLocked {
-                            index,
-                            id: *id,
-                            owner: held,
-                        }))
-                    }
-                    _ => {}
+                match s.spendable(index, id, owner)? {
+                    Ok(value) => values.push(value),
+                    Err(rejection) => return Ok(Err(rejection)),
                 }
             }
             if let Some(tx_id) = mint {
@@ -204,10 +201,14 @@ impl<'a> StagedBatch<'a> {
                 }
             }
             // Checked: stage, with steps that cannot fail.
-            let bytes = owner.to_bytes();
-            for id in inputs {
-                s.batch.put_cf(s.locks_cf, id.as_bytes(), bytes);
-                s.locks.insert(*id, Some(owner));
+            for (id, value) in inputs.iter().zip(values) {
+                s.stage_entry(
+                    id,
+                    UhsEntry {
+                        value,
+                        lock: Some(owner),
+                    },
+                );
             }
             if let Some(tx_id) = mint {
                 s.stage_mint(tx_id, Some(MintState::Locked(owner)));
@@ -228,9 +229,8 @@ impl<'a> StagedBatch<'a> {
         self.guarded(|s| {
             let mut released = 0;
             for id in inputs {
-                if s.lock_owner(id)? == Some(owner) {
-                    s.batch.delete_cf(s.locks_cf, id.as_bytes());
-                    s.locks.insert(*id, None);
+                if let Some(entry) = s.entry(id)?.filter(|e| e.lock == Some(owner)) {
+                    s.stage_entry(id, UhsEntry::unlocked(entry.value));
                     released += 1;
                 }
             }
@@ -268,20 +268,10 @@ impl<'a> StagedBatch<'a> {
             }
             let mut supply = s.supply;
             for (index, id) in inputs.iter().enumerate() {
-                let Some(value) = s.get(id)? else {
-                    return Ok(Err(Rejection::InputMissing { index, id: *id }));
-                };
-                match s.lock_owner(id)? {
-                    Some(held) if held != owner => {
-                        return Ok(Err(Rejection::InputLocked {
-                            index,
-                            id: *id,
-                            owner: held,
-                        }))
-                    }
-                    _ => {}
+                match s.spendable(index, id, owner)? {
+                    Ok(value) => supply = supply.without_output(value)?,
+                    Err(rejection) => return Ok(Err(rejection)),
                 }
-                supply = supply.without_output(value)?;
             }
             for (index, (id, value)) in outputs.iter().enumerate() {
                 if s.get(id)?.is_some() {
@@ -295,11 +285,9 @@ impl<'a> StagedBatch<'a> {
                 }
             }
             // Checked: stage, with steps that cannot fail.
+            // The lock, if any, goes with the output's record.
             for id in inputs {
                 s.stage_spend(id);
-                // The lock goes with the output (a delete of an absent lock is harmless).
-                s.batch.delete_cf(s.locks_cf, id.as_bytes());
-                s.locks.insert(*id, None);
             }
             for (id, value) in outputs {
                 s.stage_create(id, *value);
@@ -371,6 +359,27 @@ impl<'a> StagedBatch<'a> {
         })
     }
 
+    /// The value of input `id` (at `index` in its transaction) if `owner` may lock or
+    /// spend it: it is unspent, and unlocked or locked by `owner` already.
+    fn spendable(
+        &self,
+        index: usize,
+        id: &UhsId,
+        owner: LockOwner,
+    ) -> Result<Result<Amount, Rejection>, StoreError> {
+        Ok(match self.entry(id)? {
+            None => Err(Rejection::InputMissing { index, id: *id }),
+            Some(UhsEntry {
+                lock: Some(held), ..
+            }) if held != owner => Err(Rejection::InputLocked {
+                index,
+                id: *id,
+                owner: held,
+            }),
+            Some(entry) => Ok(entry.value),
+        })
+    }
+
     /// Why `owner` may not take or record mint `tx_id`, if it may not.
     fn check_mint(&self, owner: LockOwner, tx_id: &TxId) -> Result<Option<Rejection>, StoreError> {
         Ok(match self.mint_state(tx_id)? {
@@ -389,9 +398,13 @@ impl<'a> StagedBatch<'a> {
     }
 
     fn stage_create(&mut self, id: &UhsId, value: Amount) {
+        self.stage_entry(id, UhsEntry::unlocked(value));
+    }
+
+    fn stage_entry(&mut self, id: &UhsId, entry: UhsEntry) {
         self.batch
-            .put_cf(self.uhs_cf, id.as_bytes(), value.cents().to_le_bytes());
-        self.uhs.insert(*id, Some(value));
+            .put_cf(self.uhs_cf, id.as_bytes(), entry.to_bytes());
+        self.uhs.insert(*id, Some(entry));
     }
 
     fn stage_mint(&mut self, tx_id: &TxId, state: Option<MintState>) {

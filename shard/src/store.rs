@@ -16,7 +16,7 @@ use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 use crate::columns::{ColumnFamilyNames, META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
 use crate::iter::UhsRangeIter;
-use crate::lock::{decode_owner, LockOwner, MintState};
+use crate::lock::{LockOwner, MintState, UhsEntry};
 use crate::options::StoreOptions;
 use crate::rejection::OutputStatus;
 use crate::staged::StagedBatch;
@@ -108,10 +108,6 @@ impl UhsStore {
         self.cf(&self.names.uhs)
     }
 
-    pub(crate) fn cf_locks(&self) -> Result<&ColumnFamily, StoreError> {
-        self.cf(&self.names.locks)
-    }
-
     pub(crate) fn cf_minted(&self) -> Result<&ColumnFamily, StoreError> {
         self.cf(&self.names.minted)
     }
@@ -122,8 +118,13 @@ impl UhsStore {
 
     /// The value of unspent output `id`, or `None` if it is not unspent.
     pub fn get(&self, id: &UhsId) -> Result<Option<Amount>, StoreError> {
+        Ok(self.entry(id)?.map(|entry| entry.value))
+    }
+
+    /// The record of unspent output `id` (value and lock), or `None`.
+    fn entry(&self, id: &UhsId) -> Result<Option<UhsEntry>, StoreError> {
         match self.db.get_pinned_cf(self.cf_uhs()?, id.as_bytes())? {
-            Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
+            Some(bytes) => UhsEntry::decode(id.as_bytes(), &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -151,20 +152,18 @@ impl UhsStore {
 
     /// Which prepared transaction holds `id` locked, if any.
     pub fn lock_owner(&self, id: &UhsId) -> Result<Option<LockOwner>, StoreError> {
-        match self.db.get_pinned_cf(self.cf_locks()?, id.as_bytes())? {
-            Some(bytes) => decode_owner(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.entry(id)?.and_then(|entry| entry.lock))
     }
 
     /// Unspent, locked or absent: what a status query about `id` answers.
     pub fn status(&self, id: &UhsId) -> Result<OutputStatus, StoreError> {
-        let Some(value) = self.get(id)? else {
-            return Ok(OutputStatus::Absent);
-        };
-        Ok(match self.lock_owner(id)? {
-            Some(owner) => OutputStatus::Locked(value, owner),
-            None => OutputStatus::Unspent(value),
+        Ok(match self.entry(id)? {
+            None => OutputStatus::Absent,
+            Some(UhsEntry {
+                value,
+                lock: Some(owner),
+            }) => OutputStatus::Locked(value, owner),
+            Some(UhsEntry { value, lock: None }) => OutputStatus::Unspent(value),
         })
     }
 
@@ -177,15 +176,15 @@ impl UhsStore {
     }
 
     /// Number of locks held (on inputs and on mint ids); zero once every prepared
-    /// transaction was applied or released.
+    /// transaction was applied or released. Scans every output: for audits and tests.
     pub fn lock_count(&self) -> Result<u64, StoreError> {
         let mut count = 0u64;
-        let mut it = self
-            .db
-            .raw_iterator_cf_opt(self.cf_locks()?, scan_options());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf_uhs()?, scan_options());
         it.seek_to_first();
-        while it.valid() {
-            count += 1;
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if UhsEntry::decode(key, value)?.lock.is_some() {
+                count += 1;
+            }
             it.next();
         }
         it.status()?;

@@ -8,6 +8,7 @@
 use cbdc_core::Amount;
 
 use crate::error::StoreError;
+use crate::lock::UhsEntry;
 
 /// Count and total value of unspent outputs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,12 +71,10 @@ impl Supply {
     }
 }
 
-/// Reads an output's value (`u64 LE`) stored under `key`.
+/// Reads the value of an output's record stored under `key`, locked or not
+/// ([`UhsEntry`]).
 pub(crate) fn decode_value(key: &[u8], bytes: &[u8]) -> Result<Amount, StoreError> {
-    let bytes: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| StoreError::corrupt("uhs", key, "value is not 8 bytes"))?;
-    Ok(Amount::from_cents(u64::from_le_bytes(bytes)))
+    UhsEntry::decode(key, bytes).map(|entry| entry.value)
 }
 
 /// Reads the block height (`u64 LE`).

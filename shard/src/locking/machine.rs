@@ -36,19 +36,16 @@ use crate::staged::StagedBatch;
 use crate::store::{Audit, UhsStore};
 use crate::supply::Supply;
 
-/// Column family of the unspent outputs (the UHS store's default name).
+/// Column family of the unspent outputs and their locks (the UHS store's default name).
 pub const CF_UHS: &str = "uhs";
-/// Column family of the input locks.
-pub const CF_UHS_LOCKS: &str = "uhs_locks";
 /// Column family of the mint records.
 pub const CF_UHS_MINTED: &str = "uhs_minted";
 /// Column family of the supply counters.
 pub const CF_UHS_META: &str = "uhs_meta";
 
 /// Every column family of the machine: the UHS store's, then its own.
-pub const LOCKING_SHARD_CFS: [&str; 9] = [
+pub const LOCKING_SHARD_CFS: [&str; 8] = [
     CF_UHS,
-    CF_UHS_LOCKS,
     CF_UHS_MINTED,
     CF_UHS_META,
     CF_DTXS,
@@ -99,7 +96,6 @@ pub struct LockingShardMachine {
 fn uhs_store(db: &Arc<DB>) -> Result<UhsStore, crate::StoreError> {
     let names = ColumnFamilyNames {
         uhs: CF_UHS.into(),
-        locks: CF_UHS_LOCKS.into(),
         minted: CF_UHS_MINTED.into(),
         meta: CF_UHS_META.into(),
     };
@@ -571,11 +567,12 @@ fn check_commits(
             }))
         };
         for id in &tx.inputs {
-            if s.get(id)?.is_none() {
-                return diverged(format!("input {id} is no longer unspent"));
-            }
-            if s.lock_owner(id)? != Some(owner) {
-                return diverged(format!("input {id} is no longer locked for the dtx"));
+            match s.entry(id)? {
+                None => return diverged(format!("input {id} is no longer unspent")),
+                Some(entry) if entry.lock != Some(owner) => {
+                    return diverged(format!("input {id} is no longer locked for the dtx"))
+                }
+                Some(_) => {}
             }
         }
         for (id, _) in &tx.outputs {
@@ -645,7 +642,7 @@ impl StateMachine for LockingShardMachine {
     /// The tables keyed by a random 32-byte id and written for every transaction (the
     /// ordered and the small ones stay skip lists).
     fn hashed_column_families() -> &'static [&'static str] {
-        &[CF_UHS, CF_UHS_LOCKS, CF_UHS_MINTED, CF_OUTCOMES]
+        &[CF_UHS, CF_UHS_MINTED, CF_OUTCOMES]
     }
 
     fn apply(

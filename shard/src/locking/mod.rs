@@ -10,7 +10,7 @@
 //!  sentinel / auditor ── ShardQuery ──▶ ShardQueryService ── read ──▶ LockingShardMachine
 //!                                      (local applied state)           │ StagedBatch + Tables
 //!                                                                      ▼
-//!                                  RocksDB: uhs · uhs_locks · uhs_minted · uhs_meta ·
+//!                                  RocksDB: uhs · uhs_minted · uhs_meta ·
 //!                                  shard_dtxs · shard_dtx_order · shard_outcomes ·
 //!                                  shard_outcome_order · shard_meta
 //! ```
