@@ -111,9 +111,13 @@ pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, ConsensusError
 /// Bytes of a key that pick its bucket in a hashed memtable: the keys of hashed column
 /// families are uniformly random ids, so 8 bytes spread them evenly.
 const HASH_PREFIX_LEN: usize = 8;
-/// Buckets of one hashed memtable (8 bytes each): a 64 MiB memtable of 32-byte ids holds
-/// about a million entries, so a bucket holds a handful.
-const HASH_BUCKETS: usize = 1 << 18;
+/// Write buffer (memtable) size of a hashed column family. A flush sorts the whole
+/// memtable on one core, during which a 2-core node has that much less for transactions:
+/// a small memtable keeps each of those pauses (and the latency spike behind it) short.
+const HASH_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Buckets of one hashed memtable (8 bytes each): a 16 MiB memtable holds about 130,000
+/// shard records, so a bucket holds a couple.
+const HASH_BUCKETS: usize = 1 << 16;
 
 /// The first [`HASH_PREFIX_LEN`] bytes of `key`, or all of a shorter key (so that no key
 /// can make RocksDB read past its end).
@@ -137,6 +141,7 @@ fn hash_memtable(options: &mut Options) {
         height: 4,
         branching_factor: 4,
     });
+    options.set_write_buffer_size(HASH_WRITE_BUFFER_BYTES);
 }
 
 /// Read options of every scan (an iterator over a column family): a total-order scan, as
