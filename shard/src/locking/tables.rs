@@ -278,8 +278,9 @@ fn seq_from_key(table: &'static str, key: &[u8]) -> Result<u64, LockingError> {
 pub(crate) struct Tables<'a> {
     db: &'a DB,
     cfs: [&'a ColumnFamily; 5],
-    /// Keys changed by this call: `Some(value)` written, `None` deleted.
-    overlay: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    /// Keys changed by this call, per table (indexed by [`Table`]): `Some(value)`
+    /// written, `None` deleted.
+    overlay: [HashMap<Vec<u8>, Option<Vec<u8>>>; 5],
     tombstones: Window,
     outcomes: Window,
     windows_dirty: bool,
@@ -310,7 +311,7 @@ impl<'a> Tables<'a> {
         Ok(Tables {
             db,
             cfs,
-            overlay: HashMap::new(),
+            overlay: Default::default(),
             tombstones,
             outcomes,
             windows_dirty: false,
@@ -321,28 +322,36 @@ impl<'a> Tables<'a> {
         self.cfs[table as usize]
     }
 
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, LockingError> {
-        if let Some(staged) = self.overlay.get(&(table, key.to_vec())) {
-            return Ok(staged.clone());
+    /// The value of `key` in `table` as this call would leave it, read by `read` (from
+    /// the overlay or straight from RocksDB's pinned buffer, without a copy).
+    fn get<T>(
+        &self,
+        table: Table,
+        key: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<T, LockingError>,
+    ) -> Result<Option<T>, LockingError> {
+        if let Some(staged) = self.overlay[table as usize].get(key) {
+            return staged.as_deref().map(read).transpose();
         }
-        Ok(self.db.get_cf(self.cf(table), key)?)
+        match self.db.get_pinned_cf(self.cf(table), key)? {
+            Some(bytes) => read(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn put(&mut self, batch: &mut WriteBatch, table: Table, key: &[u8], value: Vec<u8>) {
         batch.put_cf(self.cf(table), key, &value);
-        self.overlay.insert((table, key.to_vec()), Some(value));
+        self.overlay[table as usize].insert(key.to_vec(), Some(value));
     }
 
     fn delete(&mut self, batch: &mut WriteBatch, table: Table, key: &[u8]) {
         batch.delete_cf(self.cf(table), key);
-        self.overlay.insert((table, key.to_vec()), None);
+        self.overlay[table as usize].insert(key.to_vec(), None);
     }
 
     /// The record of `dtx`, if any.
     pub(crate) fn dtx(&self, dtx: &DtxKey) -> Result<Option<DtxRecord>, LockingError> {
-        self.get(Table::Dtxs, &dtx.to_bytes())?
-            .map(|bytes| decode(CF_DTXS, &bytes))
-            .transpose()
+        self.get(Table::Dtxs, &dtx.to_bytes(), |bytes| decode(CF_DTXS, bytes))
     }
 
     /// Stages `record` as the record of `dtx`.
@@ -378,9 +387,9 @@ impl<'a> Tables<'a> {
 
     /// The recorded outcome of `tx`, if any.
     pub(crate) fn outcome(&self, tx: &TxId) -> Result<Option<OutcomeRecord>, LockingError> {
-        self.get(Table::Outcomes, tx.as_bytes())?
-            .map(|bytes| decode(CF_OUTCOMES, &bytes))
-            .transpose()
+        self.get(Table::Outcomes, tx.as_bytes(), |bytes| {
+            decode(CF_OUTCOMES, bytes)
+        })
     }
 
     /// Stages `state` as the outcome of `tx`, keeping its place in the outcome order
@@ -428,7 +437,7 @@ impl<'a> Tables<'a> {
         while self.tombstones.len() > max_tombstones {
             let seq = self.tombstones.first;
             let key = seq_key(seq);
-            if let Some(dtx_bytes) = self.get(Table::DtxOrder, &key)? {
+            if let Some(dtx_bytes) = self.get(Table::DtxOrder, &key, |b| Ok(b.to_vec()))? {
                 let dtx = DtxKey::from_bytes(&dtx_bytes).ok_or_else(|| LockingError::Corrupt {
                     table: CF_DTX_ORDER,
                     reason: "value is not a dtx id".into(),
@@ -444,7 +453,7 @@ impl<'a> Tables<'a> {
         while self.outcomes.len() > max_outcomes {
             let seq = self.outcomes.first;
             let key = seq_key(seq);
-            if let Some(tx_bytes) = self.get(Table::OutcomeOrder, &key)? {
+            if let Some(tx_bytes) = self.get(Table::OutcomeOrder, &key, |b| Ok(b.to_vec()))? {
                 let tx = TxId::from_slice(&tx_bytes).ok_or_else(|| LockingError::Corrupt {
                     table: CF_OUTCOME_ORDER,
                     reason: "value is not a tx id".into(),
