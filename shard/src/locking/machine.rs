@@ -123,11 +123,35 @@ pub fn seed_genesis(
     Ok(store.seed(outputs)?)
 }
 
+/// Column family in which builds before the lock moved into its output's record kept
+/// the locks of prepared transactions.
+const CF_LEGACY_LOCKS: &str = "uhs_locks";
+
+/// Refuses a database in which locks are still held in [`CF_LEGACY_LOCKS`]: this build
+/// would not see them, and could spend an input a prepared transaction holds. (An empty
+/// one, left by a build that had applied or released every lock, is harmless.)
+fn refuse_separate_locks(db: &DB) -> Result<(), ConsensusError> {
+    let Some(cf) = db.cf_handle(CF_LEGACY_LOCKS) else {
+        return Ok(());
+    };
+    let mut it = db.raw_iterator_cf_opt(cf, cbdc_consensus::storage::scan_options());
+    it.seek_to_first();
+    if it.valid() {
+        return Err(ConsensusError::Config(format!(
+            "this data directory holds 2PC locks in the column family {CF_LEGACY_LOCKS:?} of \
+             an older cbdc; finish its prepared transactions with that build, or start \
+             the replica from an empty directory and let it install a snapshot"
+        )));
+    }
+    Ok(it.status()?)
+}
+
 impl LockingShardMachine {
     /// The machine over a replica's database, which must have been opened with
     /// [`LockingShardMachine::column_families`] (as `Replica::start` does).
     pub fn new(db: Arc<DB>, params: LockingShardParams) -> Result<Self, ConsensusError> {
         params.validate()?;
+        refuse_separate_locks(&db)?;
         let store = uhs_store(&db).map_err(LockingError::from)?;
         // Fails early on a database without the machine's own column families.
         Tables::new(&db)?;

@@ -662,3 +662,38 @@ fn test_install_snapshot_refuses_corrupt_data() {
     }
     assert_eq!(target.sm.snapshot().unwrap(), before);
 }
+
+/// A replica database in which an older build left the column family `uhs_locks`,
+/// holding one lock or none.
+fn legacy_database(with_lock: bool) -> (tempfile::TempDir, std::sync::Arc<rocksdb::DB>) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let old = rocksdb::DB::open_cf(&opts, dir.path(), ["uhs_locks"]).unwrap();
+        if with_lock {
+            let cf = old.cf_handle("uhs_locks").unwrap();
+            old.put_cf(cf, uhs(IN, 1).as_bytes(), [0u8; 16]).unwrap();
+        }
+    }
+    let db =
+        cbdc_consensus::storage::open_db::<cbdc_shard::LockingShardMachine>(dir.path()).unwrap();
+    (dir, db)
+}
+
+#[test]
+fn test_database_with_locks_of_an_older_build_is_refused() {
+    let params = || LockingShardParams::new(LOW);
+    // Empty: nothing can be lost.
+    let (_dir, db) = legacy_database(false);
+    assert!(cbdc_shard::LockingShardMachine::new(db, params()).is_ok());
+    // A lock this build would not see.
+    let (_dir, db) = legacy_database(true);
+    let refused = cbdc_shard::LockingShardMachine::new(db, params());
+    assert!(
+        matches!(&refused, Err(cbdc_consensus::ConsensusError::Config(m)) if m.contains("uhs_locks")),
+        "{:?}",
+        refused.err()
+    );
+}
