@@ -34,13 +34,15 @@ pub struct UhsStore {
 }
 
 /// The result of [`UhsStore::audit`]: the supply recomputed by a full scan next to the
-/// incrementally maintained counters, both read from one snapshot.
+/// incrementally maintained counters, and the locks held, all read from one snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Audit {
     /// Count and total value from scanning every unspent output.
     pub scanned: Supply,
     /// The counters the store maintains.
     pub recorded: Supply,
+    /// Locks held by prepared transactions, on outputs and on mint ids.
+    pub locks_held: u64,
 }
 
 impl Audit {
@@ -176,30 +178,10 @@ impl UhsStore {
     }
 
     /// Number of locks held (on inputs and on mint ids); zero once every prepared
-    /// transaction was applied or released. Scans every output: for audits and tests.
+    /// transaction was applied or released. A full [`UhsStore::audit`]: for audits and
+    /// tests.
     pub fn lock_count(&self) -> Result<u64, StoreError> {
-        let mut count = 0u64;
-        let mut it = self.db.raw_iterator_cf_opt(self.cf_uhs()?, scan_options());
-        it.seek_to_first();
-        while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            if UhsEntry::decode(key, value)?.lock.is_some() {
-                count += 1;
-            }
-            it.next();
-        }
-        it.status()?;
-        let mut it = self
-            .db
-            .raw_iterator_cf_opt(self.cf_minted()?, scan_options());
-        it.seek_to_first();
-        while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            if let MintState::Locked(_) = MintState::decode(key, value)? {
-                count += 1;
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(count)
+        Ok(self.audit()?.locks_held)
     }
 
     /// The incrementally maintained count and total value of unspent outputs.
@@ -243,9 +225,9 @@ impl UhsStore {
         UhsRangeIter::new(&self.db, self.cf_uhs()?, range)
     }
 
-    /// Recomputes the supply by scanning every unspent output and reads the counters from
-    /// the same snapshot. Reads the whole set (without filling the block cache): for
-    /// audits and tests, not for the hot path.
+    /// Recomputes the supply and counts the locks by scanning every unspent output and
+    /// mint record, and reads the counters from the same snapshot. Reads the whole set
+    /// (without filling the block cache): for audits and tests, not for the hot path.
     pub fn audit(&self) -> Result<Audit, StoreError> {
         let snapshot = self.db.snapshot();
         let recorded = match snapshot.get_pinned_cf(self.cf_meta()?, META_SUPPLY)? {
@@ -255,15 +237,31 @@ impl UhsStore {
         let mut it = snapshot.raw_iterator_cf_opt(self.cf_uhs()?, scan_options());
         it.seek_to_first();
         let mut scanned = Supply::default();
+        let mut locks_held = 0u64;
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if key.len() != crate::columns::ID_LEN {
                 return Err(StoreError::corrupt("uhs", key, "key is not 32 bytes"));
             }
-            scanned = scanned.with_output(decode_value(key, value)?)?;
+            let entry = UhsEntry::decode(key, value)?;
+            scanned = scanned.with_output(entry.value)?;
+            locks_held += u64::from(entry.lock.is_some());
             it.next();
         }
         it.status()?;
-        Ok(Audit { scanned, recorded })
+        let mut it = snapshot.raw_iterator_cf_opt(self.cf_minted()?, scan_options());
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if let MintState::Locked(_) = MintState::decode(key, value)? {
+                locks_held += 1;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(Audit {
+            scanned,
+            recorded,
+            locks_held,
+        })
     }
 
     /// Starts staging changes into `batch`. Call [`StagedBatch::finish`] before writing

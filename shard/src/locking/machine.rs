@@ -225,7 +225,7 @@ impl LockingShardMachine {
     /// Scans everything (see [`ShardAudit`]).
     pub fn audit(&self) -> Result<ShardAudit, LockingError> {
         let uhs = self.store.audit()?;
-        let locks_held = self.store.lock_count()?;
+        let locks_held = uhs.locks_held;
         let tables = Tables::new(&self.db)?;
         let mut audit = ShardAudit {
             uhs,
