@@ -139,6 +139,25 @@ impl UhsStore {
     /// [`UhsStore::get`] for many ids in one batched RocksDB lookup; values in the order
     /// of `ids`.
     pub fn multi_get(&self, ids: &[UhsId]) -> Result<Vec<Option<Amount>>, StoreError> {
+        Ok(self
+            .multi_entry(ids)?
+            .into_iter()
+            .map(|entry| entry.map(|e| e.value))
+            .collect())
+    }
+
+    /// [`UhsStore::status`] for many ids in one batched RocksDB lookup, in the order of
+    /// `ids`.
+    pub fn multi_status(&self, ids: &[UhsId]) -> Result<Vec<OutputStatus>, StoreError> {
+        Ok(self
+            .multi_entry(ids)?
+            .into_iter()
+            .map(output_status)
+            .collect())
+    }
+
+    /// The records of `ids` (value and lock) in one batched lookup.
+    fn multi_entry(&self, ids: &[UhsId]) -> Result<Vec<Option<UhsEntry>>, StoreError> {
         let cf = self.cf_uhs()?;
         let keys = ids.iter().map(|id| id.as_bytes());
         self.db
@@ -146,7 +165,7 @@ impl UhsStore {
             .into_iter()
             .zip(ids)
             .map(|(found, id)| match found? {
-                Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
+                Some(bytes) => UhsEntry::decode(id.as_bytes(), &bytes).map(Some),
                 None => Ok(None),
             })
             .collect()
@@ -159,14 +178,7 @@ impl UhsStore {
 
     /// Unspent, locked or absent: what a status query about `id` answers.
     pub fn status(&self, id: &UhsId) -> Result<OutputStatus, StoreError> {
-        Ok(match self.entry(id)? {
-            None => OutputStatus::Absent,
-            Some(UhsEntry {
-                value,
-                lock: Some(owner),
-            }) => OutputStatus::Locked(value, owner),
-            Some(UhsEntry { value, lock: None }) => OutputStatus::Unspent(value),
-        })
+        Ok(output_status(self.entry(id)?))
     }
 
     /// Whether the mint `tx_id` is recorded (settled) or locked by a prepared transaction.
@@ -282,6 +294,18 @@ impl UhsStore {
         staged.finish()?;
         self.db.write(batch)?;
         Ok(out)
+    }
+}
+
+/// What a status query answers about an output with record `entry`.
+fn output_status(entry: Option<UhsEntry>) -> OutputStatus {
+    match entry {
+        None => OutputStatus::Absent,
+        Some(UhsEntry {
+            value,
+            lock: Some(owner),
+        }) => OutputStatus::Locked(value, owner),
+        Some(UhsEntry { value, lock: None }) => OutputStatus::Unspent(value),
     }
 }
 

@@ -13,7 +13,9 @@ use cbdc_proto::raft::StatusRequest;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use cbdc_proto::v1::sentinel_client::SentinelClient;
 use cbdc_proto::v1::{OutputStatus, TxStatus};
+use tonic::transport::Channel;
 
 use super::{audit, output_status, sentinel, submit, transfer, Coin};
 
@@ -252,6 +254,26 @@ pub async fn wait_for_progress(confirmed: &AtomicU64, more: u64) {
     }
 }
 
+/// Asks about `coins` until every one reads `wanted`; fails at `deadline`.
+async fn wait_for_status(
+    client: &mut SentinelClient<Channel>,
+    coins: &[Coin],
+    wanted: OutputStatus,
+    deadline: Instant,
+) {
+    loop {
+        let status = output_status(client, coins).await;
+        if status.iter().all(|s| *s == wanted) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wanted {wanted:?}, coins are {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The invariants: live coins unspent (and unlocked), spent ones gone, every replica of
 /// every shard group holds exactly the live coins' value.
 pub async fn check_ledger(endpoint: &str, config: &ClusterConfig, ledger: &Ledger) {
@@ -273,26 +295,18 @@ pub async fn check_ledger(endpoint: &str, config: &ClusterConfig, ledger: &Ledge
     for chain in &ledger.chains {
         let (live, spent) = chain.split_last().unwrap();
         let deadline = Instant::now() + WAIT;
-        loop {
-            let status = output_status(&mut client, std::slice::from_ref(live)).await;
-            if status == vec![OutputStatus::Unspent] {
-                break;
-            }
-            assert!(Instant::now() < deadline, "live coin is {status:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_status(
+            &mut client,
+            std::slice::from_ref(live),
+            OutputStatus::Unspent,
+            deadline,
+        )
+        .await;
         // A restarted atomizer-mode shard answers at its own height until it has caught
         // up with the blocks cut while it was down, so a spent coin may read as unspent
         // for a moment: wait for the condition, as for the live coin.
         for chunk in spent.chunks(1000) {
-            loop {
-                let status = output_status(&mut client, chunk).await;
-                if status.iter().all(|s| *s == OutputStatus::SpentOrAbsent) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "spent coins are {status:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_for_status(&mut client, chunk, OutputStatus::SpentOrAbsent, deadline).await;
         }
     }
     let expected = (

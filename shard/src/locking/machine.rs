@@ -134,7 +134,7 @@ fn refuse_separate_locks(db: &DB) -> Result<(), ConsensusError> {
     let Some(cf) = db.cf_handle(CF_LEGACY_LOCKS) else {
         return Ok(());
     };
-    let mut it = db.raw_iterator_cf_opt(cf, cbdc_consensus::storage::scan_options());
+    let mut it = db.raw_iterator_cf_opt(cf, scan_options());
     it.seek_to_first();
     if it.valid() {
         return Err(ConsensusError::Config(format!(
@@ -181,19 +181,7 @@ impl LockingShardMachine {
 
     /// Unspent (and whether locked) or absent, for each of `ids`.
     pub fn output_statuses(&self, ids: &[UhsId]) -> Result<Vec<OutputStatus>, LockingError> {
-        let values = self.store.multi_get(ids)?;
-        ids.iter()
-            .zip(values)
-            .map(|(id, value)| {
-                Ok(match value {
-                    None => OutputStatus::Absent,
-                    Some(value) => match self.store.lock_owner(id)? {
-                        Some(owner) => OutputStatus::Locked(value, owner),
-                        None => OutputStatus::Unspent(value),
-                    },
-                })
-            })
-            .collect()
+        Ok(self.store.multi_status(ids)?)
     }
 
     /// The recorded outcome of each of `ids`.
