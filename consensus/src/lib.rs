@@ -23,10 +23,12 @@
 //! - [`storage`]: opening the replica's RocksDB and its column families.
 //! - [`network`]: the gRPC Raft network (cached channels, chunked snapshots).
 //! - [`Replica`] / [`ReplicaHandle`]: start, bootstrap, write, read, stop one replica.
+//! - [`byte_string`]: serde for byte strings that bincode copies in one go.
 //! - [`client`]: the not-leader convention for gRPC services and [`LeaderClient`].
 //! - [`GroupClientService`]: a generic client-facing write service.
 //! - [`testkit`]: a key-value test state machine (tests, the test node, the benchmark).
 
+pub mod byte_string;
 pub mod client;
 pub mod error;
 mod log_store;

@@ -44,12 +44,12 @@ impl fmt::Display for ReplicaNode {
 /// The payload of one normal log entry: the bincode encoding of a non-empty
 /// `Vec<S::Command>` of the group's state machine (a batch applied in order).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandBytes(pub Vec<u8>);
+pub struct CommandBytes(#[serde(with = "crate::byte_string")] pub Vec<u8>);
 
 /// What applying one log entry returned: the bincode encoding of the `Vec<S::Response>`
 /// with one response per command of the entry (empty for blank and membership entries).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResponseBytes(pub Vec<u8>);
+pub struct ResponseBytes(#[serde(with = "crate::byte_string")] pub Vec<u8>);
 
 impl fmt::Debug for CommandBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

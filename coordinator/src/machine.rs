@@ -41,8 +41,8 @@ const MIN_COMPACT_TX_SIZE: usize = 32 + 4 + 4 + 4;
 ///
 /// Kept encoded so that the state machine stores what the leader encoded once, without
 /// decoding and re-encoding a whole batch on every replica; only recovery decodes it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DtxTransactions(Vec<u8>);
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DtxTransactions(#[serde(with = "cbdc_consensus::byte_string")] Vec<u8>);
 
 impl DtxTransactions {
     /// Encodes `txs`.
@@ -92,44 +92,6 @@ impl fmt::Debug for DtxTransactions {
             self.count(),
             self.0.len()
         )
-    }
-}
-
-// Serialized as one byte string (bincode copies it in one go, not byte by byte).
-impl Serialize for DtxTransactions {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for DtxTransactions {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes;
-        impl<'de> serde::de::Visitor<'de> for Bytes {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        deserializer
-            .deserialize_byte_buf(Bytes)
-            .map(DtxTransactions)
     }
 }
 

@@ -405,9 +405,30 @@ impl serde::Serialize for CompactTransaction {
     }
 }
 
+/// Decodes straight from the byte string (bincode lends it without a copy); a format
+/// without byte strings may give a sequence of bytes instead.
 impl<'de> serde::Deserialize<'de> for CompactTransaction {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let bytes: Vec<u8> = serde::Deserialize::deserialize(deserializer)?;
-        CompactTransaction::decode(&bytes).map_err(serde::de::Error::custom)
+        struct Canonical;
+        impl<'de> serde::de::Visitor<'de> for Canonical {
+            type Value = CompactTransaction;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a canonically encoded compact transaction")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                CompactTransaction::decode(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = seq.next_element()? {
+                    bytes.push(b);
+                }
+                self.visit_bytes(&bytes)
+            }
+        }
+        deserializer.deserialize_bytes(Canonical)
     }
 }

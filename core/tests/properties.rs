@@ -30,6 +30,17 @@ proptest! {
     }
 
     #[test]
+    fn test_serde_carries_a_compact_transaction_as_its_encoding(tx in arb_compact()) {
+        // bincode: a u64 length, then exactly the canonical encoding.
+        let bytes = bincode::serialize(&tx).unwrap();
+        prop_assert_eq!(&bytes[8..], &tx.encode()[..]);
+        prop_assert_eq!(bincode::deserialize::<CompactTransaction>(&bytes).unwrap(), tx.clone());
+        // A format without byte strings (JSON) reads it back as well.
+        let json = serde_json::to_string(&tx).unwrap();
+        prop_assert_eq!(serde_json::from_str::<CompactTransaction>(&json).unwrap(), tx);
+    }
+
+    #[test]
     fn test_encoding_attestation_round_trips(a in arb_attestation()) {
         let bytes = a.encode();
         prop_assert_eq!(bytes.len(), 32 + 32 + 64 + 4 + 4 + 32 * a.path.len());
