@@ -13,7 +13,7 @@ use cbdc_core::{Limits, PublicKey, Transaction, TxId, UhsId};
 use cbdc_proto::convert::MAX_QUERY_ITEMS;
 use cbdc_proto::v1::sentinel_client::SentinelClient;
 use cbdc_proto::v1::{self, OutputStatus, RejectReason, TxStatus};
-use cbdc_proto::MAX_MESSAGE_BYTES;
+use cbdc_proto::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -64,7 +64,10 @@ pub(crate) async fn connect(endpoint: &str) -> Result<Channel, BenchError> {
         })?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .http2_adaptive_window(true);
+        // Answers arrive as many small DATA frames while the harness is busy: a fixed,
+        // large window keeps h2 from taking them for a flood (see the constant).
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES);
     target.connect().await.map_err(|e| BenchError::Connect {
         endpoint: endpoint.to_string(),
         detail: error_chain(&e),

@@ -48,6 +48,21 @@ pub mod raft {
 /// `max_decoding_message_size` / `max_encoding_message_size`.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// HTTP/2 receive window of one connection on the public API, for the sentinel's server
+/// and for clients that stream (the benchmark harness). h2 ends a connection (GOAWAY
+/// `ENHANCE_YOUR_CALM`, "too_many_data_frames") once the small DATA frames it holds unread
+/// cost more than half this window, counting each frame under 256 bytes as 256 minus its
+/// size. Streamed transactions and their answers are such frames, and a busy peer leaves
+/// them unread: with hyper's 1 MiB default a `cbdc bench` run lost a connection and every
+/// answer in flight on it. At 16 MiB a peer may hold over 30,000 small frames unread,
+/// while floods of 1-byte frames are still refused.
+pub const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
+/// HTTP/2 receive window of one stream on the public API (hyper's default, named because
+/// it is set together with [`CONNECTION_WINDOW_BYTES`]): room for well over a window of
+/// 1,024 streamed transactions.
+pub const STREAM_WINDOW_BYTES: u32 = 1 << 20;
+
 /// Largest message between roles of a cluster (batches of compact transactions, blocks,
 /// status queries): 32 MiB, room for [`convert::MAX_BATCH_TRANSACTIONS`] small
 /// transactions.

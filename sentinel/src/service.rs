@@ -9,7 +9,7 @@ use cbdc_core::Transaction;
 
 use cbdc_proto::v1;
 use cbdc_proto::v1::sentinel_server::{Sentinel, SentinelServer};
-use cbdc_proto::MAX_MESSAGE_BYTES;
+use cbdc_proto::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
@@ -253,6 +253,8 @@ pub async fn serve_pipeline(
     let service = SentinelService::new(params, pipeline);
     tracing::info!(addr = ?listener.local_addr().ok(), "sentinel serving");
     tonic::transport::Server::builder()
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -33,6 +33,7 @@ fn params() -> SentinelParams {
 
 /// A running sentinel; the server stops when this is dropped.
 struct Running {
+    addr: SocketAddr,
     client: SentinelClient<Channel>,
     pipeline: Pipeline,
     _stop: oneshot::Sender<()>,
@@ -54,6 +55,7 @@ async fn start(params: SentinelParams, backend: Arc<dyn Backend>) -> anyhow::Res
     });
     let client = SentinelClient::connect(format!("http://{addr}")).await?;
     Ok(Running {
+        addr,
         client,
         pipeline,
         _stop: stop,
@@ -307,5 +309,105 @@ async fn test_grpc_get_info() -> anyhow::Result<()> {
     assert_eq!(info.attestation_threshold, 1);
     assert_eq!(info.limits.map(|l| l.max_inputs), Some(64));
     assert_eq!(info.max_message_bytes, cbdc_proto::MAX_MESSAGE_BYTES as u64);
+    Ok(())
+}
+
+/// `bytes` as one gRPC message (uncompressed flag, big-endian length, bytes).
+fn grpc_frame(bytes: &[u8]) -> Vec<u8> {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    framed.extend_from_slice(bytes);
+    framed
+}
+
+/// A client streaming to a sentinel that has stopped reading (its in-flight limit is
+/// reached) keeps its connection while small DATA frames pile up unread. With hyper's
+/// default 1 MiB connection window h2 answers about 2,000 such frames with GOAWAY
+/// "too_many_data_frames", and every answer in flight on the connection is lost.
+#[tokio::test]
+async fn test_grpc_stream_survives_many_small_frames_while_the_sentinel_is_busy(
+) -> anyhow::Result<()> {
+    use prost::Message;
+    const SMALL_FRAMES: usize = 4_000;
+
+    let backend = Arc::new(MemoryBackend::default());
+    backend.hold();
+    let mut p = params();
+    p.max_stream_in_flight = 1;
+    let s = start(p, backend.clone()).await?;
+
+    let tcp = tokio::net::TcpStream::connect(s.addr).await?;
+    // The answers come back as small DATA frames too: the client needs the same room.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_connection_window_size(cbdc_proto::CONNECTION_WINDOW_BYTES)
+        .handshake(tcp)
+        .await?;
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await?;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{}/cbdc.v1.Sentinel/SubmitTransactions",
+            s.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())?;
+    let (response, mut send) = client.send_request(request, false)?;
+
+    // One whole transaction: the sentinel reads it, the held back end keeps it in flight,
+    // and at its limit of one the sentinel reads no more.
+    let tx = mint(&key(2), 10, 1);
+    let first = v1::SubmitTransactionsRequest {
+        request_id: 1,
+        transaction: Some((&tx).into()),
+        options: None,
+    };
+    send.send_data(grpc_frame(&first.encode_to_vec()).into(), false)?;
+    tokio::time::timeout(WAIT, async {
+        while s.pipeline.waiters(&tx.tx_id()) < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await?;
+
+    // Then one byte per DATA frame. Every 5 bytes form an empty request (flag 0, length 0),
+    // answered as malformed once the sentinel reads again.
+    for _ in 0..SMALL_FRAMES {
+        send.send_data(bytes::Bytes::from_static(&[0]), false)?;
+    }
+    send.send_data(bytes::Bytes::new(), true)?;
+    // Give h2 time to put the frames on the wire before the sentinel reads again (the
+    // answers below prove only that the connection survived them, not when they left).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    backend.release();
+
+    let mut body = tokio::time::timeout(WAIT, response).await??.into_body();
+    let mut received = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(WAIT, body.data()).await? {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        received.extend_from_slice(&chunk);
+    }
+    let trailers = tokio::time::timeout(WAIT, body.trailers()).await??;
+    assert_eq!(
+        trailers.as_ref().and_then(|t| t.get("grpc-status")),
+        Some(&http::HeaderValue::from_static("0"))
+    );
+    let mut answers = Vec::new();
+    let mut rest = &received[..];
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[1..5].try_into()?) as usize;
+        answers.push(v1::SubmitTransactionsResponse::decode(&rest[5..5 + len])?);
+        rest = &rest[5 + len..];
+    }
+    assert_eq!(answers.len(), 1 + SMALL_FRAMES / 5);
+    let confirmed = answers
+        .iter()
+        .filter(|a| a.result.as_ref().map(|r| r.status()) == Some(TxStatus::Confirmed))
+        .count();
+    assert_eq!(confirmed, 1);
+    drop(client);
+    connection.abort();
     Ok(())
 }
