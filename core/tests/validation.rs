@@ -355,6 +355,17 @@ fn test_validate_invalid_public_key_small_order() {
         validator().validate(&tx),
         Err(ValidationError::InvalidPublicKey { witness: 1 })
     );
+    // The batch path names the same witness (the key is checked where it is decompressed
+    // for the batch equation), also among valid transactions.
+    let valid = sign(transfer(&[(3, &a, 5)], &[(&a, 5)]), &[&a]);
+    assert_eq!(
+        validator().validate_many(&[valid.clone(), tx, valid]),
+        vec![
+            Ok(()),
+            Err(ValidationError::InvalidPublicKey { witness: 1 }),
+            Ok(())
+        ]
+    );
 }
 
 #[test]
