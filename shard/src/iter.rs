@@ -9,7 +9,7 @@ use cbdc_core::{Amount, ShardRange, UhsId};
 use rocksdb::{ColumnFamily, DBRawIteratorWithThreadMode, DB};
 
 use crate::error::StoreError;
-use crate::supply::decode_value;
+use crate::lock::decode_value;
 
 /// Unspent outputs `(id, value)` of one [`ShardRange`], in id order. Yields an error (and
 /// then stops) if RocksDB fails or a record is corrupt.

@@ -161,6 +161,11 @@ impl UhsEntry {
     }
 }
 
+/// Reads the value of an output's record stored under `key`, locked or not.
+pub(crate) fn decode_value(key: &[u8], bytes: &[u8]) -> Result<Amount, StoreError> {
+    UhsEntry::decode(key, bytes).map(|entry| entry.value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

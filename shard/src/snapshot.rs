@@ -35,9 +35,10 @@ use sha2::{Digest, Sha256};
 
 use crate::columns::{ID_LEN, KEY_END, META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
+use crate::lock::decode_value;
 use crate::lock::MintState;
 use crate::store::UhsStore;
-use crate::supply::{decode_height, decode_value, Supply};
+use crate::supply::{decode_height, Supply};
 
 /// The first eight bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CBDCUHS\0";

@@ -20,7 +20,7 @@ use crate::lock::{LockOwner, MintState, UhsEntry};
 use crate::options::StoreOptions;
 use crate::rejection::OutputStatus;
 use crate::staged::StagedBatch;
-use crate::supply::{decode_height, decode_value, Supply};
+use crate::supply::{decode_height, Supply};
 
 /// The unspent hash set of one shard over a shared RocksDB instance.
 ///
@@ -140,7 +140,7 @@ impl UhsStore {
     /// of `ids`.
     pub fn multi_get(&self, ids: &[UhsId]) -> Result<Vec<Option<Amount>>, StoreError> {
         Ok(self
-            .multi_entry(ids)?
+            .multi_entry(ids, &ReadOptions::default())?
             .into_iter()
             .map(|entry| entry.map(|e| e.value))
             .collect())
@@ -150,18 +150,23 @@ impl UhsStore {
     /// `ids`.
     pub fn multi_status(&self, ids: &[UhsId]) -> Result<Vec<OutputStatus>, StoreError> {
         Ok(self
-            .multi_entry(ids)?
+            .multi_entry(ids, &ReadOptions::default())?
             .into_iter()
             .map(output_status)
             .collect())
     }
 
-    /// The records of `ids` (value and lock) in one batched lookup.
-    fn multi_entry(&self, ids: &[UhsId]) -> Result<Vec<Option<UhsEntry>>, StoreError> {
+    /// The records of `ids` (value and lock) in one batched lookup, read with `opts`
+    /// (a snapshot, say).
+    fn multi_entry(
+        &self,
+        ids: &[UhsId],
+        opts: &ReadOptions,
+    ) -> Result<Vec<Option<UhsEntry>>, StoreError> {
         let cf = self.cf_uhs()?;
         let keys = ids.iter().map(|id| id.as_bytes());
         self.db
-            .batched_multi_get_cf(cf, keys, false)
+            .batched_multi_get_cf_opt(cf, keys, false, opts)
             .into_iter()
             .zip(ids)
             .map(|(found, id)| match found? {
@@ -217,17 +222,11 @@ impl UhsStore {
         };
         let mut opts = ReadOptions::default();
         opts.set_snapshot(&snapshot);
-        let keys = ids.iter().map(|id| id.as_bytes());
         let values = self
-            .db
-            .batched_multi_get_cf_opt(self.cf_uhs()?, keys, false, &opts)
+            .multi_entry(ids, &opts)?
             .into_iter()
-            .zip(ids)
-            .map(|(found, id)| match found? {
-                Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .map(|entry| entry.map(|e| e.value))
+            .collect();
         Ok((height, values))
     }
 

@@ -8,7 +8,6 @@
 use cbdc_core::Amount;
 
 use crate::error::StoreError;
-use crate::lock::UhsEntry;
 
 /// Count and total value of unspent outputs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,12 +68,6 @@ impl Supply {
             total: Amount::from_cents(u64::from_le_bytes(total.try_into().map_err(|_| bad())?)),
         })
     }
-}
-
-/// Reads the value of an output's record stored under `key`, locked or not
-/// ([`UhsEntry`]).
-pub(crate) fn decode_value(key: &[u8], bytes: &[u8]) -> Result<Amount, StoreError> {
-    UhsEntry::decode(key, bytes).map(|entry| entry.value)
 }
 
 /// Reads the block height (`u64 LE`).
