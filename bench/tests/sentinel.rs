@@ -253,9 +253,11 @@ async fn test_mint_replay_and_wrong_issuer_are_refused() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_unreachable_sentinel_and_bad_options() -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let endpoint = listener.local_addr()?.to_string();
-    drop(listener);
+    // Bound but never listening, and held until the end: connections are refused and no
+    // other test's server can take the port meanwhile.
+    let reserved = tokio::net::TcpSocket::new_v4()?;
+    reserved.bind("127.0.0.1:0".parse()?)?;
+    let endpoint = reserved.local_addr()?.to_string();
     let out = tempfile::tempdir()?;
     let target = || Target {
         endpoints: vec![endpoint.clone()],

@@ -275,10 +275,12 @@ async fn test_grpc_duplicate_in_flight_joined() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn test_grpc_backend_unavailable() -> anyhow::Result<()> {
-    // A 2PC back end whose coordinator and shards do not listen.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let nowhere = closed.local_addr()?.to_string();
-    drop(closed);
+    // A 2PC back end whose coordinator and shards do not listen. The socket stays bound
+    // (but never listens) for the whole test, so no other test's server can take the
+    // port and answer in their place: a connection to it is refused.
+    let reserved = tokio::net::TcpSocket::new_v4()?;
+    reserved.bind("127.0.0.1:0".parse()?)?;
+    let nowhere = reserved.local_addr()?.to_string();
     let mut p = params();
     p.request_timeout = Duration::from_millis(300);
     p.coordinator_groups = vec![vec![nowhere.clone()]];
