@@ -47,6 +47,8 @@ const KEY_FIRST_HELD: &[u8] = b"first_held";
 const PENDING_TX: u8 = b't';
 const PENDING_REJECTION: u8 = b'r';
 const SNAPSHOT_VERSION: u32 = 1;
+/// A key range holding every pending key (one kind byte, `r` or `t`, then a position).
+const PENDING_KEYS: std::ops::Range<&[u8]> = &[]..&[u8::MAX];
 
 /// The rules' one parameter, the same on every replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,7 +395,15 @@ impl AtomizerMachine {
             height.to_be_bytes(),
             encode(&block)?,
         );
-        clear_cf(&self.db, CF_PENDING, batch)?;
+        // Every pending key, including those staged in this very batch: Raft applies
+        // several entries per write, so the block's last transactions may not be in the
+        // database yet, and a deletion bounded by what is there (`clear_cf`) would leave
+        // them to come back as pending after a restart.
+        batch.delete_range_cf(
+            cf(&self.db, CF_PENDING)?,
+            PENDING_KEYS.start,
+            PENDING_KEYS.end,
+        );
         self.height = height;
         self.put_counter(batch, KEY_HEIGHT, height)?;
         let window = std::mem::take(&mut self.pending);
@@ -747,6 +757,37 @@ mod tests {
         assert_eq!(g.machine.pending_len(), 1);
         g.reopen();
         assert_eq!(g.machine.snapshot().unwrap(), snapshot);
+    }
+
+    #[test]
+    fn test_a_cut_in_the_same_write_as_its_transactions_leaves_nothing_pending_on_disk() {
+        // Raft applies several log entries in one write batch, so a block's last
+        // transactions (and rejections) may be staged in the batch that cuts it. After a
+        // restart the block being built must be empty, not hold them again: a block with
+        // them twice would spend their inputs twice at the shards.
+        let mut f = fixture();
+        f.decide(vec![at(tx(1, &[10]), 0)]);
+        f.run(vec![
+            Command::Complete(vec![at(tx(2, &[11]), 0), at(tx(3, &[12]), 0)]),
+            Command::Incomplete(vec![TxId::from([7; 32])]),
+            Command::CutBlock,
+        ]);
+        f.run(vec![
+            Command::Incomplete(vec![TxId::from([8; 32])]),
+            Command::CutBlock,
+        ]);
+        // The same when nothing of the block was written before the cut.
+        f.run(vec![
+            Command::Complete(vec![at(tx(4, &[13]), 2)]),
+            Command::Incomplete(vec![TxId::from([9; 32])]),
+            Command::CutBlock,
+        ]);
+        assert_eq!(f.machine.height(), 3);
+        let before = f.machine.snapshot().unwrap();
+        f.reopen();
+        assert_eq!(f.machine.pending_len(), 0);
+        assert_eq!(f.machine.snapshot().unwrap(), before);
+        assert_eq!(f.cut(), None, "nothing is pending after the restart");
     }
 
     #[test]

@@ -155,7 +155,9 @@ pub fn scan_options() -> ReadOptions {
 }
 
 /// Stage the deletion of every key of column family `name` into `batch` (used when a
-/// snapshot replaces a state machine's data).
+/// snapshot replaces a state machine's data). Only keys already written are covered: the
+/// range ends after the last key in the database, so a key staged earlier in `batch`
+/// beyond it survives. Call it before staging anything into that column family.
 pub fn clear_cf(db: &DB, name: &str, batch: &mut WriteBatch) -> Result<(), ConsensusError> {
     let handle = cf(db, name)?;
     let mut iter = db.iterator_cf_opt(handle, scan_options(), rocksdb::IteratorMode::End);
