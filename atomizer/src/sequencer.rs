@@ -267,8 +267,14 @@ async fn run(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
         if inner.leading().is_none() {
             continue;
         }
-        if let Err(e) = step(&inner, cut_due).await {
-            tracing::warn!(error = %e, "atomizer write failed");
+        // A write waits for a quorum, which never comes once the other replicas have
+        // stopped: stopping must not wait for it. What it carried is lost with this
+        // leader's partials, as on any leader change (the senders submit again).
+        tokio::select! {
+            _ = stopped.changed() => return,
+            result = step(&inner, cut_due) => if let Err(e) = result {
+                tracing::warn!(error = %e, "atomizer write failed");
+            },
         }
     }
 }
