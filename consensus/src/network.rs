@@ -280,3 +280,54 @@ impl RaftPeer for RaftPeerService {
         reply(&self.raft.install_snapshot(rpc).await)
     }
 }
+
+/// The lowest port [`reserve_loopback_port`] draws.
+const LOWEST_PORT: u16 = 10_000;
+/// Random draws before falling back to port 0.
+const PORT_DRAWS: usize = 64;
+
+/// The first port of the kernel's ephemeral range (Linux); the IANA range's start where
+/// it cannot be read.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(49_152)
+}
+
+/// A listener on a free loopback port for a cluster file: a port drawn at random
+/// *below* the kernel's ephemeral range. Port 0 would pick one inside it, where every
+/// outgoing connection takes its local port, so a role restarted after a crash could
+/// find its listening port held by some other process's connection. Where the range
+/// leaves no room below it, port 0 it is.
+pub fn reserve_loopback_port() -> std::io::Result<std::net::TcpListener> {
+    use rand_core::RngCore;
+    let end = ephemeral_start();
+    if LOWEST_PORT < end {
+        let span = u32::from(end - LOWEST_PORT);
+        for _ in 0..PORT_DRAWS {
+            // `span` < 2^16, so the offset fits in a u16.
+            let port = LOWEST_PORT + (rand_core::OsRng.next_u32() % span) as u16;
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(listener);
+            }
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_reserved_ports_lie_below_the_ephemeral_range() {
+        let held: Vec<_> = (0..20).map(|_| reserve_loopback_port().unwrap()).collect();
+        if LOWEST_PORT < ephemeral_start() {
+            for listener in &held {
+                let port = listener.local_addr().unwrap().port();
+                assert!((LOWEST_PORT..ephemeral_start()).contains(&port), "{port}");
+            }
+        }
+    }
+}

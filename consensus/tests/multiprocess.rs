@@ -68,7 +68,7 @@ impl Drop for Processes {
 }
 
 fn free_port() -> anyhow::Result<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let l = cbdc_consensus::network::reserve_loopback_port()?;
     Ok(l.local_addr()?.to_string())
 }
 

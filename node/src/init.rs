@@ -6,6 +6,7 @@ use crate::config::{
     LimitsConfig, RaftConfig, ReplicaConfig, SentinelConfig, ShardGroupConfig, StorageConfig,
     WatchtowerConfig,
 };
+use cbdc_consensus::network::reserve_loopback_port;
 use cbdc_core::{write_key_file, SecretKey, ShardMap};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -58,12 +59,12 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
     move |source| InitError::Io { context, source }
 }
 
-/// Hands out free loopback ports by binding port 0. Every listener stays open until the
-/// allocator is dropped, so the kernel cannot hand the same port out twice. `cbdc config
-/// init` releases them before the cluster starts, so another program could take one in
-/// between (`cbdc` then fails to bind with a clear error and the file can be
-/// regenerated); an in-process cluster keeps them ([`init_cluster_holding_ports`]) and
-/// serves on the very sockets it reserved.
+/// Hands out free loopback ports ([`reserve_loopback_port`]: below the ephemeral range).
+/// Every listener stays open until the allocator is dropped, so no port is handed out
+/// twice. `cbdc config init` releases them before the
+/// cluster starts, so another program could take one in between (`cbdc` then fails to
+/// bind with a clear error and the file can be regenerated); an in-process cluster keeps
+/// them ([`init_cluster_holding_ports`]) and serves on the very sockets it reserved.
 #[derive(Default)]
 struct PortAllocator {
     held: Vec<TcpListener>,
@@ -71,7 +72,7 @@ struct PortAllocator {
 
 impl PortAllocator {
     fn next(&mut self) -> Result<SocketAddr, InitError> {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+        let listener = reserve_loopback_port().map_err(io("finding a free port"))?;
         let addr = listener.local_addr().map_err(io("finding a free port"))?;
         self.held.push(listener);
         Ok(addr)
@@ -221,4 +222,17 @@ pub fn init_cluster_holding_ports(
     config.validate()?;
     std::fs::write(&file, config.to_toml()).map_err(io(format!("writing {}", file.display())))?;
     Ok((file, ports.held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_ports_are_distinct() {
+        let mut ports = PortAllocator::default();
+        let addrs: Vec<SocketAddr> = (0..20).map(|_| ports.next().unwrap()).collect();
+        let distinct: std::collections::HashSet<u16> = addrs.iter().map(|a| a.port()).collect();
+        assert_eq!(distinct.len(), addrs.len());
+    }
 }
