@@ -174,7 +174,7 @@ pub fn init_cluster_holding_ports(
                 id: i as u64,
                 batch_size: 2000,
                 batch_delay: std::time::Duration::from_millis(2),
-                max_in_flight: 4,
+                max_in_flight: 12,
                 replicas: replicas(
                     &mut ports,
                     &format!("coordinator-{i}"),
