@@ -61,10 +61,10 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
 
 /// Hands out free loopback ports ([`reserve_loopback_port`]: below the ephemeral range).
 /// Every listener stays open until the allocator is dropped, so no port is handed out
-/// twice. `cbdc config init` releases them before the
-/// cluster starts, so another program could take one in between (`cbdc` then fails to
-/// bind with a clear error and the file can be regenerated); an in-process cluster keeps
-/// them ([`init_cluster_holding_ports`]) and serves on the very sockets it reserved.
+/// twice. `cbdc config init` releases them before the cluster starts, so another program
+/// could take one in between (`cbdc` then fails to bind with a clear error and the file
+/// can be regenerated); an in-process cluster keeps them ([`init_cluster_holding_ports`])
+/// and serves on the very sockets it reserved.
 #[derive(Default)]
 struct PortAllocator {
     held: Vec<TcpListener>,
