@@ -151,10 +151,15 @@ impl Processes {
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        for (name, mut child) in std::mem::take(&mut self.children) {
+        // Each child leaves the map once it has exited, so that a failure here leaves the
+        // rest to `Drop`, which kills them: no process outlives the test.
+        let names: Vec<String> = self.children.keys().cloned().collect();
+        for name in names {
             loop {
+                let child = self.children.get_mut(&name).expect("running");
                 match child.try_wait().unwrap() {
                     Some(status) => {
+                        self.children.remove(&name);
                         assert!(
                             status.success(),
                             "{name} exited with {status} after SIGTERM; the end of its log:\n{}",
