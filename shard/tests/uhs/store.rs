@@ -214,6 +214,13 @@ fn test_seed_100k_outputs() {
     assert_eq!(audit.scanned, expected);
     assert_eq!(store.get(&id(12_345)).unwrap(), Some(cents(346)));
     assert_eq!(store.get(&id(n)).unwrap(), None);
+    // Compacted out of level 0: a live shard's first compaction has nothing of it to merge.
+    let db = store.db();
+    let uhs = db.cf_handle(&store.names().uhs).unwrap();
+    let level0 = db
+        .property_int_value_cf(uhs, "rocksdb.num-files-at-level0")
+        .unwrap();
+    assert_eq!(level0, Some(0));
 }
 
 #[test]
