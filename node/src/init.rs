@@ -2,9 +2,9 @@
 //! that a new cluster is one command away.
 
 use crate::config::{
-    Architecture, ArchiverConfig, AtomizerConfig, ClusterConfig, CoordinatorGroupConfig,
-    LimitsConfig, RaftConfig, ReplicaConfig, SentinelConfig, ShardGroupConfig, StorageConfig,
-    WatchtowerConfig,
+    default_batch_delay, default_batch_size, default_in_flight, Architecture, ArchiverConfig,
+    AtomizerConfig, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, RaftConfig, ReplicaConfig,
+    SentinelConfig, ShardGroupConfig, StorageConfig, WatchtowerConfig,
 };
 use cbdc_consensus::network::reserve_loopback_port;
 use cbdc_core::{write_key_file, SecretKey, ShardMap};
@@ -172,9 +172,9 @@ pub fn init_cluster_holding_ports(
         .map(|i| {
             Ok(CoordinatorGroupConfig {
                 id: i as u64,
-                batch_size: 2000,
-                batch_delay: std::time::Duration::from_millis(2),
-                max_in_flight: 12,
+                batch_size: default_batch_size(),
+                batch_delay: default_batch_delay(),
+                max_in_flight: default_in_flight(),
                 replicas: replicas(
                     &mut ports,
                     &format!("coordinator-{i}"),

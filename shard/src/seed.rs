@@ -27,9 +27,9 @@ impl UhsStore {
     /// again into an empty one. Then compacts the outputs into one sorted level: left in
     /// level 0, they would be merged by the first compaction of the live shard, a second
     /// or more of CPU that a benchmark's clock would count against the first seconds of
-    /// its run. The ids must be distinct and not yet in the store — this
-    /// is not checked (that would cost a lookup per output), and a repeated id would
-    /// count twice in the counters ([`UhsStore::audit`] finds that).
+    /// its run. The ids must be distinct and not yet in the store — this is not checked
+    /// (that would cost a lookup per output), and a repeated id would count twice in the
+    /// counters ([`UhsStore::audit`] finds that).
     pub fn seed(
         &self,
         outputs: impl IntoIterator<Item = (UhsId, Amount)>,

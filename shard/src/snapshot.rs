@@ -35,8 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::columns::{ID_LEN, KEY_END, META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
-use crate::lock::decode_value;
-use crate::lock::MintState;
+use crate::lock::{decode_value, MintState};
 use crate::store::UhsStore;
 use crate::supply::{decode_height, Supply};
 

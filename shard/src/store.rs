@@ -139,8 +139,17 @@ impl UhsStore {
     /// [`UhsStore::get`] for many ids in one batched RocksDB lookup; values in the order
     /// of `ids`.
     pub fn multi_get(&self, ids: &[UhsId]) -> Result<Vec<Option<Amount>>, StoreError> {
+        self.multi_value(ids, &ReadOptions::default())
+    }
+
+    /// The values of `ids` (locked or not), read with `opts`.
+    fn multi_value(
+        &self,
+        ids: &[UhsId],
+        opts: &ReadOptions,
+    ) -> Result<Vec<Option<Amount>>, StoreError> {
         Ok(self
-            .multi_entry(ids, &ReadOptions::default())?
+            .multi_entry(ids, opts)?
             .into_iter()
             .map(|entry| entry.map(|e| e.value))
             .collect())
@@ -222,12 +231,7 @@ impl UhsStore {
         };
         let mut opts = ReadOptions::default();
         opts.set_snapshot(&snapshot);
-        let values = self
-            .multi_entry(ids, &opts)?
-            .into_iter()
-            .map(|entry| entry.map(|e| e.value))
-            .collect();
-        Ok((height, values))
+        Ok((height, self.multi_value(ids, &opts)?))
     }
 
     /// Unspent outputs whose routing prefix lies in `range`, in id order, read from an
