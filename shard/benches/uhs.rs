@@ -51,7 +51,10 @@ impl Funds {
     }
 }
 
-fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx]) {
+/// Locks then applies `txs` in two write batches, as a 2PC shard's `Lock` and `Apply`
+/// would; with `prefetch`, each batch first reads all its records in one `MultiGet`, as
+/// the shard's state machine does.
+fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
     let owner = |i: usize| LockOwner {
         coordinator: 0,
         dtx,
@@ -59,6 +62,10 @@ fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx]) {
     };
     let mut batch = WriteBatch::default();
     let mut staged = store.stage(&mut batch).expect("stage");
+    if prefetch {
+        let ids = txs.iter().flat_map(|tx| tx.inputs.iter());
+        staged.prefetch(ids).expect("prefetch");
+    }
     for (i, tx) in txs.iter().enumerate() {
         staged
             .check_and_lock(owner(i), &tx.inputs, None)
@@ -70,6 +77,14 @@ fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx]) {
 
     let mut batch = WriteBatch::default();
     let mut staged = store.stage(&mut batch).expect("stage");
+    if prefetch {
+        let outputs = |tx: &'_ Tx| tx.outputs.map(|(id, _)| id);
+        let ids: Vec<UhsId> = txs
+            .iter()
+            .flat_map(|tx| tx.inputs.into_iter().chain(outputs(tx)))
+            .collect();
+        staged.prefetch(&ids).expect("prefetch");
+    }
     for (i, tx) in txs.iter().enumerate() {
         staged
             .apply(owner(i), &tx.inputs, &tx.outputs, None)
@@ -94,13 +109,18 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("2pc");
     group.throughput(Throughput::Elements(TXS_PER_BATCH as u64));
-    group.bench_function("lock_then_apply_1000x2in2out", |b| {
-        b.iter_batched(
-            || funds.batch(),
-            |(dtx, txs)| lock_then_apply(&store, dtx, &txs),
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, prefetch) in [
+        ("lock_then_apply_1000x2in2out", false),
+        ("lock_then_apply_prefetched_1000x2in2out", true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || funds.batch(),
+                |(dtx, txs)| lock_then_apply(&store, dtx, &txs, prefetch),
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("lookup");

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
-use rocksdb::{ColumnFamily, WriteBatch};
+use rocksdb::{ColumnFamily, ReadOptions, WriteBatch};
 
 use crate::columns::{META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
@@ -132,6 +132,30 @@ impl<'a> StagedBatch<'a> {
         };
         self.read.borrow_mut().insert(*id, entry);
         Ok(entry)
+    }
+
+    /// Reads the records of those of `ids` this batch has neither changed nor read yet,
+    /// in one batched RocksDB lookup, so that the checks that follow find them in memory.
+    ///
+    /// One `MultiGet` of a whole Raft batch's keys costs much less per key than a point
+    /// read each: RocksDB takes its read view once, probes the filters of each file for
+    /// all keys together and reads each data block once. Point reads of inputs and new
+    /// outputs were a fifth of all CPU time in a 3-replica `cbdc bench` run.
+    pub fn prefetch<'i>(&self, ids: impl IntoIterator<Item = &'i UhsId>) -> Result<(), StoreError> {
+        let mut read = self.read.borrow_mut();
+        let mut wanted: Vec<UhsId> = ids
+            .into_iter()
+            .filter(|id| !self.uhs.contains_key(*id) && !read.contains_key(*id))
+            .copied()
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let entries = self.store.multi_entry(&wanted, &ReadOptions::default())?;
+        read.extend(wanted.into_iter().zip(entries));
+        Ok(())
     }
 
     /// The state of mint `tx_id` as this batch would leave it.
@@ -327,6 +351,10 @@ impl<'a> StagedBatch<'a> {
                     got: height,
                 });
             }
+            s.prefetch(txs.iter().flat_map(|tx| {
+                let outputs = tx.outputs.iter().map(|(id, _)| id);
+                tx.inputs.iter().chain(outputs).filter(|id| range.owns(id))
+            }))?;
             let mut supply = s.supply;
             for tx in txs {
                 for id in tx.inputs.iter().filter(|id| range.owns(id)) {

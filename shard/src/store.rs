@@ -167,7 +167,7 @@ impl UhsStore {
 
     /// The records of `ids` (value and lock) in one batched lookup, read with `opts`
     /// (a snapshot, say).
-    fn multi_entry(
+    pub(crate) fn multi_entry(
         &self,
         ids: &[UhsId],
         opts: &ReadOptions,
