@@ -25,6 +25,11 @@ enum Op {
         inputs: Vec<u8>,
         outputs: Vec<(u8, u64)>,
     },
+    /// Reads ahead (as a shard does for a Raft batch): must change nothing later
+    /// operations see, wherever in the batch it comes.
+    Prefetch {
+        keys: Vec<u8>,
+    },
 }
 
 /// Ids come from a small space so that operations collide often.
@@ -46,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
                 inputs,
                 outputs
             }),
+        prop::collection::vec(0..KEYS, 0..8).prop_map(|keys| Op::Prefetch { keys }),
     ]
 }
 
@@ -150,6 +156,7 @@ fn run(store: &UhsStore, model: &mut Model, batches: &[Vec<Op>]) {
                         "{op:?}: {got:?}"
                     );
                 }
+                Op::Prefetch { keys } => staged.prefetch(&ids(keys)).unwrap(),
             }
         }
         staged.finish().unwrap();
