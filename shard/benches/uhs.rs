@@ -52,8 +52,8 @@ impl Funds {
 }
 
 /// Locks then applies `txs` in two write batches, as a 2PC shard's `Lock` and `Apply`
-/// would; with `prefetch`, each batch first reads all its records in one `MultiGet`, as
-/// the shard's state machine does.
+/// would; with `prefetch`, the `Lock` batch first reads its inputs in one `MultiGet`, as
+/// the shard's state machine does (an `Apply` finds them in the memtable).
 fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
     let owner = |i: usize| LockOwner {
         coordinator: 0,
@@ -77,14 +77,6 @@ fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
 
     let mut batch = WriteBatch::default();
     let mut staged = store.stage(&mut batch).expect("stage");
-    if prefetch {
-        let outputs = |tx: &'_ Tx| tx.outputs.map(|(id, _)| id);
-        let ids: Vec<UhsId> = txs
-            .iter()
-            .flat_map(|tx| tx.inputs.into_iter().chain(outputs(tx)))
-            .collect();
-        staged.prefetch(&ids).expect("prefetch");
-    }
     for (i, tx) in txs.iter().enumerate() {
         staged
             .apply(owner(i), &tx.inputs, &tx.outputs, None)

@@ -285,9 +285,9 @@ impl LockingShardMachine {
     }
 
     /// Reads every owned record the `Lock`s of `commands` will check, in one batched
-    /// lookup ([`StagedBatch::prefetch`]). `Apply` finds its inputs in the memtable,
-    /// where its `Lock` just wrote them: prefetching them too measured slower at moderate
-    /// load (`cbdc bench --mode open`), as the dtx record would be decoded twice.
+    /// lookup ([`StagedBatch::prefetch`]). Not those of `Apply`: its inputs are in the
+    /// memtable, where its `Lock` just wrote them, and finding them means decoding its dtx
+    /// record twice; prefetching them too showed no gain in `cbdc bench`.
     fn prefetch(&self, s: &StagedBatch<'_>, commands: &[ShardCommand]) -> Result<(), LockingError> {
         let range = self.params.range;
         let ids = commands
