@@ -10,6 +10,10 @@
 //! dedicated flusher thread then syncs the WAL — one `fsync` for every append queued
 //! meanwhile (group commit) — and only then fires openraft's callbacks, in order. One
 //! RocksDB instance has one WAL, so syncing it also makes every earlier write durable.
+//!
+//! The state machine writes without the WAL and relies on this log to replay what a crash
+//! lost of it (see [`crate::state_machine`]), so [`LogStore`] flushes the whole database
+//! before it purges entries: a purged entry's effects are always on disk.
 
 // `StorageError` is openraft's own error type, imposed by its storage traits; the private
 // helpers below return it too rather than converting back and forth.
@@ -322,6 +326,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         tracing::debug!(%log_id, "purge log upto");
+        // The state machine's writes skip the WAL: put them on disk before the entries
+        // that could replay them go (openraft purges only applied entries).
+        let db = self.reader.db.clone();
+        tokio::task::spawn_blocking(move || crate::storage::flush_all(&db))
+            .await
+            .map_err(|e| StorageIOError::write_logs(sto_err(e)))?
+            .map_err(|e| StorageIOError::write_logs(sto_err(e)))?;
         let log_cf =
             cf(self.db(), CF_RAFT_LOG).map_err(|e| StorageIOError::write_logs(sto_err(e)))?;
         let meta_cf =

@@ -51,6 +51,9 @@ pub fn open_db<S: StateMachine>(path: &Path) -> Result<Arc<DB>, ConsensusError> 
     // Hashed memtables take one writer at a time; writes to the DB are serialized by
     // RocksDB's write queue anyway (one state machine and one log store per replica).
     opts.set_allow_concurrent_memtable_write(false);
+    // The state machine writes without the WAL (see `crate::state_machine`): only a flush
+    // of all column families at one point keeps its durable state whole.
+    opts.set_atomic_flush(true);
     let mut names: Vec<String> = CONSENSUS_CFS
         .iter()
         .chain(extra.iter())
@@ -160,6 +163,18 @@ pub fn scan_options() -> ReadOptions {
     opts.set_total_order_seek(true);
     opts.fill_cache(false);
     opts
+}
+
+/// Flushes every column family of `db` at one point and waits until the memtables are on
+/// disk: afterwards everything written so far, with or without the WAL, survives a crash.
+/// Blocking (it writes whole memtables): call it off the async threads.
+pub fn flush_all(db: &DB) -> Result<(), ConsensusError> {
+    let names = DB::list_cf(&Options::default(), db.path())?;
+    let handles: Vec<&ColumnFamily> = names.iter().filter_map(|name| db.cf_handle(name)).collect();
+    let mut opts = rocksdb::FlushOptions::default();
+    opts.set_wait(true);
+    db.flush_cfs_opt(&handles, &opts)?;
+    Ok(())
 }
 
 /// Stage the deletion of every key of column family `name` into `batch` (used when a
