@@ -19,7 +19,7 @@ use crate::error::{decode, encode, ConsensusError};
 use crate::log_store::LogStore;
 use crate::network::{Network, RaftPeerService};
 use crate::state_machine::{SmShared, StateMachine, StateMachineStore};
-use crate::storage::open_db;
+use crate::storage::{open_db_with, StorageTuning};
 use crate::types::{typ, CommandBytes, NodeId, ReplicaNode};
 
 /// Raft timing and log-compaction parameters of a group (the same on every replica).
@@ -45,6 +45,8 @@ pub struct RaftTuning {
     pub snapshot_chunk_size: u64,
     /// How long a snapshot chunk may take to be installed.
     pub install_snapshot_timeout: Duration,
+    /// RocksDB tuning of the replica's database.
+    pub storage: StorageTuning,
 }
 
 impl Default for RaftTuning {
@@ -58,6 +60,7 @@ impl Default for RaftTuning {
             max_payload_entries: 16,
             snapshot_chunk_size: 3 * 1024 * 1024,
             install_snapshot_timeout: Duration::from_secs(10),
+            storage: StorageTuning::default(),
         }
     }
 }
@@ -141,7 +144,7 @@ impl<S: StateMachine> Replica<S> {
     ) -> Result<Self, ConsensusError> {
         config.validate()?;
         let raft_config = Arc::new(config.tuning.to_openraft(&config.group)?);
-        let db = open_db::<S>(&config.data_dir)?;
+        let db = open_db_with::<S>(&config.data_dir, &config.tuning.storage)?;
         let own_db = db.clone();
         let sm = make_sm(db.clone())?;
         let sm_store = StateMachineStore::new(db.clone(), sm)?;

@@ -30,6 +30,37 @@ pub const CONSENSUS_CFS: [&str; 3] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_META];
 /// Open (or create) a replica's RocksDB at `path` with the consensus column families and
 /// those of state machine `S`. Column families already present on disk are opened too.
 pub fn open_db<S: StateMachine>(path: &Path) -> Result<Arc<DB>, ConsensusError> {
+    open_db_with::<S>(path, &StorageTuning::default())
+}
+
+/// RocksDB tuning of one replica's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageTuning {
+    /// Block cache shared by the database's column families, in bytes.
+    pub block_cache_bytes: usize,
+    /// Most bytes per second that flushes and compactions together may write; 0: no
+    /// limit. A compaction of a shard's randomly keyed outputs rewrites a whole level at
+    /// full speed, taking a core for about a second, and on a busy machine every
+    /// transaction in flight waits that long: a limit spreads it out (flushes go first).
+    /// Too low a limit lets compaction fall behind until RocksDB stalls writes: it must
+    /// stay well above the replica's write rate times its write amplification.
+    pub compaction_rate_bytes_per_s: u64,
+}
+
+impl Default for StorageTuning {
+    fn default() -> Self {
+        StorageTuning {
+            block_cache_bytes: 256 << 20,
+            compaction_rate_bytes_per_s: 0,
+        }
+    }
+}
+
+/// [`open_db`] with explicit tuning.
+pub fn open_db_with<S: StateMachine>(
+    path: &Path,
+    tuning: &StorageTuning,
+) -> Result<Arc<DB>, ConsensusError> {
     let extra = S::column_families();
     let hashed = S::hashed_column_families();
     for name in extra {
@@ -54,6 +85,12 @@ pub fn open_db<S: StateMachine>(path: &Path) -> Result<Arc<DB>, ConsensusError> 
     // The state machine writes without the WAL (see `crate::state_machine`): only a flush
     // of all column families at one point keeps its durable state whole.
     opts.set_atomic_flush(true);
+    if tuning.compaction_rate_bytes_per_s > 0 {
+        let rate = i64::try_from(tuning.compaction_rate_bytes_per_s).unwrap_or(i64::MAX);
+        // Refilled every 100 ms (RocksDB's default); fairness 10: compaction gets 1 in 10
+        // grants while flushes wait.
+        opts.set_ratelimiter(rate, 100_000, 10);
+    }
     let mut names: Vec<String> = CONSENSUS_CFS
         .iter()
         .chain(extra.iter())
@@ -66,7 +103,7 @@ pub fn open_db<S: StateMachine>(path: &Path) -> Result<Arc<DB>, ConsensusError> 
             }
         }
     }
-    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let cache = rocksdb::Cache::new_lru_cache(tuning.block_cache_bytes);
     let descriptors = names.iter().map(|name| {
         let mut options = column_family_options(&cache);
         if hashed.contains(&name.as_str()) {
@@ -77,9 +114,6 @@ pub fn open_db<S: StateMachine>(path: &Path) -> Result<Arc<DB>, ConsensusError> 
     let db = DB::open_cf_descriptors(&opts, path, descriptors)?;
     Ok(Arc::new(db))
 }
-
-/// Block cache shared by the column families of one replica's database.
-const BLOCK_CACHE_BYTES: usize = 256 << 20;
 
 /// Options of every column family, tuned for what replicas do most: point lookups of
 /// keys that are usually absent (a lock on an input, a mint id, a tx outcome) or recently

@@ -8,7 +8,7 @@ use cbdc_bench::{BenchArgs, Funding, Report, Target, WatchedProcess, Workload};
 use cbdc_core::{Amount, UhsId};
 
 use crate::cluster::{prepare_dev_dir, Cluster, DevOptions};
-use crate::config::{Architecture, ClusterConfig};
+use crate::config::{Architecture, ClusterConfig, StorageConfig};
 use crate::error::NodeError;
 
 /// Where `cbdc bench` sends its load.
@@ -21,6 +21,8 @@ pub enum BenchTarget {
         options: DevOptions,
         /// Where the cluster's data goes.
         dir: Option<PathBuf>,
+        /// Its replicas' RocksDB tuning.
+        storage: StorageConfig,
     },
     /// A running cluster described by this cluster file.
     External {
@@ -107,7 +109,11 @@ pub async fn run_bench(args: &BenchArgs, target: BenchTarget) -> Result<Report, 
             };
             Ok(cbdc_bench::run(args, target).await?)
         }
-        BenchTarget::Embedded { options, dir } => {
+        BenchTarget::Embedded {
+            options,
+            dir,
+            storage,
+        } => {
             let temp;
             let dir = match dir {
                 Some(dir) => dir,
@@ -116,7 +122,8 @@ pub async fn run_bench(args: &BenchArgs, target: BenchTarget) -> Result<Report, 
                     temp.path().join("cluster")
                 }
             };
-            let prepared = prepare_dev_dir(&dir, &options)?;
+            let mut prepared = prepare_dev_dir(&dir, &options)?;
+            prepared.config.storage = storage;
             let args_for_workload = args.clone();
             let workload =
                 tokio::task::spawn_blocking(move || Workload::generate(&args_for_workload))

@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cbdc_node::atomizer_roles;
 use cbdc_node::bench_cmd::{run_bench, BenchTarget};
 use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
-use cbdc_node::config::{Architecture, ClusterConfig};
+use cbdc_node::config::{Architecture, ClusterConfig, StorageConfig};
 use cbdc_node::init::{init_cluster, InitOptions};
 use cbdc_node::listeners::Listeners;
 use cbdc_node::roles::{self, RoleContext};
@@ -89,6 +89,10 @@ struct BenchTargetArgs {
     /// Embedded cluster: keep its data in this (new) directory instead of a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Embedded cluster: most MiB/s each replica's RocksDB flushes and compactions may
+    /// write (`storage.compaction_rate_mib_s`; 0: no limit).
+    #[arg(long, default_value_t = 0)]
+    compaction_rate_mib_s: u64,
 }
 
 #[derive(Subcommand)]
@@ -302,6 +306,10 @@ fn main() -> anyhow::Result<()> {
                         ..DevOptions::default()
                     },
                     dir: target.dir,
+                    storage: StorageConfig {
+                        compaction_rate_mib_s: target.compaction_rate_mib_s,
+                        ..StorageConfig::default()
+                    },
                 },
             };
             let report = runtime()?.block_on(run_bench(&args, target))?;

@@ -51,7 +51,10 @@ impl RoleContext {
     }
 
     fn tuning(&self) -> RaftTuning {
-        self.config.raft.tuning()
+        RaftTuning {
+            storage: self.config.storage.tuning(),
+            ..self.config.raft.tuning()
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cbdc_bench::BenchArgs;
 use cbdc_node::bench_cmd::{run_bench, BenchTarget};
 use cbdc_node::cluster::DevOptions;
-use cbdc_node::config::Architecture;
+use cbdc_node::config::{Architecture, StorageConfig};
 
 async fn smoke(architecture: Architecture) {
     let dir = tempfile::tempdir().unwrap();
@@ -29,6 +29,11 @@ async fn smoke(architecture: Architecture) {
             ..DevOptions::default()
         },
         dir: Some(dir.path().join("cluster")),
+        // Exercises RocksDB's rate limiter (far above what this run writes).
+        storage: StorageConfig {
+            compaction_rate_mib_s: 64,
+            ..StorageConfig::default()
+        },
     };
     let report = run_bench(&args, target).await.unwrap();
     assert!(report.passed(), "{report:?}");

@@ -209,3 +209,28 @@ fn test_atomizer_init_is_valid_and_its_rules_are_checked() {
         Err(ConfigError::OutOfRange { .. })
     ));
 }
+
+#[test]
+fn test_storage_tuning_reaches_the_replicas_and_defaults_when_absent() {
+    let (_dir, text) = generated();
+    let config = ClusterConfig::parse(&text).unwrap();
+    assert_eq!(
+        config.storage.compaction_rate_mib_s, 0,
+        "no limit by default"
+    );
+    // A file written before the setting existed still loads.
+    let without: String = text
+        .lines()
+        .filter(|line| !line.starts_with("compaction_rate_mib_s"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(
+        ClusterConfig::parse(&without).unwrap().storage,
+        config.storage
+    );
+    let tuned = text.replace("compaction_rate_mib_s = 0", "compaction_rate_mib_s = 24");
+    assert_ne!(tuned, text, "the generated file names the setting");
+    let tuning = ClusterConfig::parse(&tuned).unwrap().storage.tuning();
+    assert_eq!(tuning.compaction_rate_bytes_per_s, 24 << 20);
+    assert_eq!(tuning.block_cache_bytes, 256 << 20);
+}
