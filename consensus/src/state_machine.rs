@@ -24,7 +24,7 @@
 //! - the log store flushes the database before it purges log entries
 //!   ([`crate::log_store`]), so no entry is deleted while its effects exist only in memory.
 //!
-//! Measured with `cbdc bench` (2PC, 60 s, 2 cores): +2–6 % throughput with 1 replica per
+//! Measured with `cbdc bench` (2PC, 60 s, 2 cores): +2–7 % throughput with 1 replica per
 //! group, +6 % with 3 (BENCHMARKS.md).
 
 use std::fmt::Debug;
