@@ -6,8 +6,10 @@ set -euo pipefail
 
 need_apt=()
 # librocksdb-sys generates its bindings with bindgen, which loads libclang at build time.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 &&
-   ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+# Only libclang itself counts: libclang-cpp (a C++ library some images carry) does not.
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+        /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* \
+        >/dev/null 2>&1; then
   need_apt+=(libclang-dev)
 fi
 # RocksDB is C++; the cc crate needs a C++ compiler.
