@@ -567,12 +567,13 @@ impl StateMachine for AtomizerMachine {
         Ok(())
     }
 
-    fn on_written(&mut self) {
+    fn on_written(&mut self) -> Result<(), ConsensusError> {
         self.heights.send_if_modified(|h| {
             let changed = *h != self.height;
             *h = self.height;
             changed
         });
+        Ok(())
     }
 }
 
@@ -612,7 +613,7 @@ mod tests {
             let mut batch = WriteBatch::default();
             let out = self.machine.apply(&mut batch, commands).unwrap();
             self.db.write(batch).unwrap();
-            self.machine.on_written();
+            self.machine.on_written().unwrap();
             out
         }
 

@@ -109,8 +109,11 @@ pub trait StateMachine: Send + Sync + 'static {
         data: &[u8],
     ) -> Result<(), ConsensusError>;
 
-    /// Called after a batch staged by `apply` or `install_snapshot` has been written.
-    fn on_written(&mut self) {}
+    /// Called after a batch staged by `apply` or `install_snapshot` has been written, to
+    /// bring in-memory state in line with it. An `Err` stops the replica, as in `apply`.
+    fn on_written(&mut self) -> Result<(), ConsensusError> {
+        Ok(())
+    }
 }
 
 /// The state of the wrapper, behind one mutex shared with the snapshot builder and with
@@ -244,7 +247,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         if let Some(m) = membership {
             state.membership = m;
         }
-        state.sm.on_written();
+        state.sm.on_written()?;
         drop(state);
 
         let mut out = Vec::with_capacity(counts.len());
@@ -268,7 +271,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         db.write(batch)?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
-        state.sm.on_written();
+        state.sm.on_written()?;
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }

@@ -498,7 +498,7 @@ mod tests {
         let mut batch = WriteBatch::default();
         let responses = sm.apply(&mut batch, commands).unwrap();
         sm.db.write(batch).unwrap();
-        sm.on_written();
+        sm.on_written().unwrap();
         responses
     }
 

@@ -53,7 +53,7 @@ impl Funds {
 
 /// Locks then applies `txs` in two write batches, as a 2PC shard's `Lock` and `Apply`
 /// would; with `prefetch`, the `Lock` batch first reads its inputs in one `MultiGet`, as
-/// the shard's state machine does (an `Apply` finds them in the memtable).
+/// the shard's state machine does (an `Apply` finds its inputs in the lock table).
 fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
     let owner = |i: usize| LockOwner {
         coordinator: 0,
@@ -72,8 +72,9 @@ fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
             .expect("lock")
             .expect("inputs free");
     }
-    staged.finish().expect("finish");
+    let locks = staged.finish().expect("finish");
     store.db().write(batch).expect("write");
+    store.commit_locks(locks);
 
     let mut batch = WriteBatch::default();
     let mut staged = store.stage(&mut batch).expect("stage");
@@ -83,8 +84,9 @@ fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
             .expect("apply")
             .expect("committed");
     }
-    staged.finish().expect("finish");
+    let locks = staged.finish().expect("finish");
     store.db().write(batch).expect("write");
+    store.commit_locks(locks);
 }
 
 fn benches(c: &mut Criterion) {

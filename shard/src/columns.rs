@@ -8,9 +8,9 @@
 /// Names of the store's three column families.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnFamilyNames {
-    /// `UhsId (32 bytes) → value (u64 LE) ‖ lock owner if locked (16 bytes)`: the
-    /// unspent hash set itself, with the locks of prepared 2PC transactions
-    /// ([`crate::lock::UhsEntry`]).
+    /// `UhsId (32 bytes) → value (u64 LE)`: the unspent hash set itself. (Builds that
+    /// kept a 2PC lock in its output's record appended the owner; such records are read
+    /// for their value. Locks now live in memory: [`crate::lock`].)
     pub uhs: String,
     /// `TxId → MintState`: every mint this shard recorded (forever) or holds locked.
     pub minted: String,

@@ -11,8 +11,9 @@
 //!  Raft state machine ── stage(&mut batch) ──▶ StagedBatch ── check_and_lock / release
 //!   (cbdc-consensus)                              │ overlay      apply / apply_block
 //!        │ + last-applied id                      ▼
-//!        └────────── db.write(batch) ──▶ RocksDB (one instance per node)
-//!                                         CFs: uhs (with locks) · uhs_minted · uhs_meta
+//!        ├────────── db.write(batch) ──▶ RocksDB (one instance per node)
+//!        │                                CFs: uhs · uhs_minted · uhs_meta
+//!        └── commit_locks(changes) ──▶ the locks of prepared 2PC transactions (memory)
 //! ```
 //!
 //! The 2PC locking shard ([`locking`]) is such a state machine: [`LockingShardMachine`]
@@ -46,6 +47,7 @@
 //! - [`staged`]: [`StagedBatch`], the operations of both shard kinds staged into a
 //!   caller's write batch, with an overlay so later operations see earlier ones;
 //! - [`lock`]: [`LockOwner`] and [`MintState`], who holds a lock and what a mint id is;
+//!   the in-memory table of locks on outputs and [`LockChanges`];
 //! - [`rejection`]: [`Rejection`] (why a transaction cannot settle: a value, not an
 //!   error) and [`OutputStatus`];
 //! - [`supply`]: [`Supply`], the counters behind the central bank's audit;
@@ -77,7 +79,7 @@ pub use atomizer::{
 pub use columns::ColumnFamilyNames;
 pub use error::StoreError;
 pub use iter::UhsRangeIter;
-pub use lock::{LockOwner, MintState};
+pub use lock::{LockChanges, LockOwner, MintState};
 pub use locking::{
     seed_genesis, ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, DtxState, LockResult,
     LockSlot, LockingError, LockingShardMachine, LockingShardParams, LockingShardService,

@@ -6,7 +6,9 @@
 //! transactions of one dtx cannot share an input and a repeated lock by the same owner is
 //! harmless.
 
-use cbdc_core::Amount;
+use std::collections::HashMap;
+
+use cbdc_core::{Amount, UhsId};
 
 use crate::error::StoreError;
 
@@ -90,14 +92,8 @@ impl MintState {
     }
 }
 
-/// The record of an unspent output in the `uhs` column family: its value and, while a
-/// prepared 2PC transaction holds it, the lock.
-///
-/// Stored as `value u64 LE` (unlocked) or `value u64 LE ‖ owner` (locked,
-/// [`LockOwner::to_bytes`]). The lock lives in the output's own record rather than in a
-/// column family of its own, so that one lookup reads both, taking or releasing a lock
-/// rewrites one record, and a commit deletes one: the 2PC hot path does about half the
-/// random-key reads and memtable inserts it would with separate lock records.
+/// An unspent output as a 2PC shard sees it: its value and, while a prepared
+/// transaction holds it, the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UhsEntry {
     /// The output's value.
@@ -106,64 +102,94 @@ pub(crate) struct UhsEntry {
     pub lock: Option<LockOwner>,
 }
 
-/// Bytes of an unlocked [`UhsEntry`].
-const VALUE_LEN: usize = 8;
-/// Bytes of a locked [`UhsEntry`].
-const LOCKED_LEN: usize = VALUE_LEN + LockOwner::LEN;
-
-/// An encoded [`UhsEntry`], without a heap allocation.
-pub(crate) struct EntryBytes {
-    buf: [u8; LOCKED_LEN],
-    len: usize,
+/// A lock held on an unspent output, with the output's value: while a prepared
+/// transaction holds an output nothing else can spend it, so the value is known without
+/// reading the record again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldLock {
+    pub owner: LockOwner,
+    pub value: Amount,
 }
 
-impl AsRef<[u8]> for EntryBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
+/// The locks prepared 2PC transactions hold on unspent outputs, **in memory**.
+///
+/// Locks are not written to the database. A lock lives from a `Lock` to the `Apply` of
+/// the same distributed transaction, usually a few milliseconds: writing it into the
+/// output's record at `Lock` and reading it back at `Apply` was a third of a shard's
+/// writes to the `uhs` column family and all of `Apply`'s reads of its inputs. Their
+/// durable copy is the owner's record of the prepared transaction (the locking shard's
+/// `Locked` dtx records), from which the owner restores them when it starts or installs
+/// a snapshot ([`crate::UhsStore::restore_locks`]). Locks on mint ids are rare and stay
+/// in the `minted` column family.
+#[derive(Debug, Default)]
+pub(crate) struct LockTable {
+    held: HashMap<UhsId, HeldLock>,
 }
 
-impl UhsEntry {
-    /// An unlocked output of `value`.
-    pub fn unlocked(value: Amount) -> Self {
-        UhsEntry { value, lock: None }
+impl LockTable {
+    pub fn get(&self, id: &UhsId) -> Option<HeldLock> {
+        self.held.get(id).copied()
     }
 
-    /// The stored bytes (see the type's docs).
-    pub fn to_bytes(self) -> EntryBytes {
-        let mut buf = [0u8; LOCKED_LEN];
-        buf[..VALUE_LEN].copy_from_slice(&self.value.cents().to_le_bytes());
-        let len = match self.lock {
-            Some(owner) => {
-                buf[VALUE_LEN..].copy_from_slice(&owner.to_bytes());
-                LOCKED_LEN
-            }
-            None => VALUE_LEN,
-        };
-        EntryBytes { buf, len }
+    pub fn len(&self) -> usize {
+        self.held.len()
     }
 
-    /// Reads [`UhsEntry::to_bytes`] stored under `key` (which only names the record in
-    /// the error).
-    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = || StoreError::corrupt("uhs", key, "value is neither 8 nor 24 bytes");
-        if bytes.len() != VALUE_LEN && bytes.len() != LOCKED_LEN {
-            return Err(corrupt());
+    /// Applies what a written batch changed.
+    pub fn commit(&mut self, changes: LockChanges) {
+        for (id, change) in changes.0 {
+            match change {
+                Some(held) => self.held.insert(id, held),
+                None => self.held.remove(&id),
+            };
         }
-        let (value, owner) = bytes.split_at(VALUE_LEN);
-        let value =
-            Amount::from_cents(u64::from_le_bytes(value.try_into().map_err(|_| corrupt())?));
-        let lock = match owner {
-            [] => None,
-            owner => Some(LockOwner::from_bytes(owner).ok_or_else(corrupt)?),
-        };
-        Ok(UhsEntry { value, lock })
+    }
+
+    /// Replaces every lock by `held`.
+    pub fn replace(&mut self, held: HashMap<UhsId, HeldLock>) {
+        self.held = held;
     }
 }
 
-/// Reads the value of an output's record stored under `key`, locked or not.
+/// The lock changes of one staged batch ([`crate::StagedBatch::finish`]): taken
+/// (`Some`) or released or spent (`None`). They take effect with
+/// [`crate::UhsStore::commit_locks`] once the batch is written, so that a batch that is
+/// never written changes no lock.
+#[derive(Debug, Default)]
+#[must_use = "commit them with UhsStore::commit_locks once the batch is written"]
+pub struct LockChanges(pub(crate) HashMap<UhsId, Option<HeldLock>>);
+
+impl LockChanges {
+    /// Whether the batch took or released no lock.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Bytes of an output's record in the `uhs` column family: `value u64 LE`.
+const VALUE_LEN: usize = 8;
+/// Bytes of a record written by builds that kept the lock in the output's record
+/// (`value u64 LE ‖ owner`); its lock part is ignored, the owner's dtx records restore it.
+const LEGACY_LOCKED_LEN: usize = VALUE_LEN + LockOwner::LEN;
+
+/// The stored bytes of an output of `value`.
+pub(crate) fn encode_value(value: Amount) -> [u8; VALUE_LEN] {
+    value.cents().to_le_bytes()
+}
+
+/// Reads the value of an output's record stored under `key` (which only names the
+/// record in the error).
 pub(crate) fn decode_value(key: &[u8], bytes: &[u8]) -> Result<Amount, StoreError> {
-    UhsEntry::decode(key, bytes).map(|entry| entry.value)
+    if bytes.len() != VALUE_LEN && bytes.len() != LEGACY_LOCKED_LEN {
+        return Err(StoreError::corrupt(
+            "uhs",
+            key,
+            "value is neither 8 nor 24 bytes",
+        ));
+    }
+    let mut value = [0u8; VALUE_LEN];
+    value.copy_from_slice(&bytes[..VALUE_LEN]);
+    Ok(Amount::from_cents(u64::from_le_bytes(value)))
 }
 
 #[cfg(test)]
@@ -173,34 +199,56 @@ mod tests {
     const KEY: &[u8] = b"output";
 
     #[test]
-    fn test_entry_round_trips_locked_and_unlocked() {
-        let owner = LockOwner {
-            coordinator: 7,
-            dtx: u64::MAX - 1,
-            tx_index: 3,
-        };
-        for entry in [
-            UhsEntry::unlocked(Amount::from_cents(0)),
-            UhsEntry::unlocked(Amount::from_cents(u64::MAX)),
-            UhsEntry {
-                value: Amount::from_cents(42),
-                lock: Some(owner),
-            },
-        ] {
-            let bytes = entry.to_bytes();
-            let expected_len = if entry.lock.is_some() { 24 } else { 8 };
-            assert_eq!(bytes.as_ref().len(), expected_len);
-            assert_eq!(UhsEntry::decode(KEY, bytes.as_ref()).unwrap(), entry);
+    fn test_value_round_trips_and_legacy_locked_records_read_their_value() {
+        for cents in [0, 42, u64::MAX] {
+            let bytes = encode_value(Amount::from_cents(cents));
+            assert_eq!(
+                decode_value(KEY, &bytes).unwrap(),
+                Amount::from_cents(cents)
+            );
+            let mut legacy = bytes.to_vec();
+            legacy.extend_from_slice(&[7u8; LockOwner::LEN]);
+            assert_eq!(
+                decode_value(KEY, &legacy).unwrap(),
+                Amount::from_cents(cents)
+            );
         }
     }
 
     #[test]
-    fn test_entry_of_wrong_length_is_corrupt() {
+    fn test_record_of_wrong_length_is_corrupt() {
         for len in [0, 7, 9, 16, 23, 25] {
             assert!(matches!(
-                UhsEntry::decode(KEY, &vec![0u8; len]),
+                decode_value(KEY, &vec![0u8; len]),
                 Err(StoreError::Corrupt { .. })
             ));
         }
+    }
+
+    #[test]
+    fn test_lock_table_commits_takes_and_releases() {
+        let id = |b: u8| UhsId(cbdc_core::Hash([b; 32]));
+        let held = |dtx: u64| HeldLock {
+            owner: LockOwner {
+                coordinator: 0,
+                dtx,
+                tx_index: 0,
+            },
+            value: Amount::from_cents(5),
+        };
+        let mut table = LockTable::default();
+        table.commit(LockChanges(HashMap::from([
+            (id(1), Some(held(1))),
+            (id(2), Some(held(1))),
+            (id(3), None),
+        ])));
+        assert_eq!(table.len(), 2);
+        table.commit(LockChanges(HashMap::from([
+            (id(1), None),
+            (id(2), Some(held(2))),
+        ])));
+        assert_eq!(table.get(&id(1)), None);
+        assert_eq!(table.get(&id(2)), Some(held(2)));
+        assert_eq!(table.len(), 1);
     }
 }

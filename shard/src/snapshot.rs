@@ -17,12 +17,16 @@
 //! | record, repeated | column `u8` ‖ key length `u16` ‖ value length `u16` ‖ key ‖ value |
 //! | trailer | `0xFF` ‖ record count `u64` ‖ SHA-256 of every byte before it (32) |
 //!
-//! Columns are `1` UHS (`UhsId` → value `u64`, followed by the [`LockOwner`] bytes while
-//! the output is locked), `3` minted (`TxId` → [`MintState`]), `4` meta (`supply` →
-//! `count u64 ‖ total u64`, `height` → `u64`). Records come column by column in that
-//! order, keys strictly increasing within a column. Nothing may follow the trailer.
-//! (Version 1 had a column `2` of locks; since version 2 a lock is part of its output's
-//! record.)
+//! Columns are `1` UHS (`UhsId` → value `u64`; records written by builds that kept a
+//! lock in its output's record are followed by the [`LockOwner`] bytes, which are
+//! ignored), `3` minted (`TxId` → [`MintState`]), `4` meta (`supply` → `count u64 ‖
+//! total u64`, `height` → `u64`). Records come column by column in that order, keys
+//! strictly increasing within a column. Nothing may follow the trailer. (Version 1 had a
+//! column `2` of locks.)
+//!
+//! Locks on outputs are held in memory ([`crate::lock`]), so a snapshot does not carry
+//! them: their owner's records do (the locking shard's snapshot holds its dtx records),
+//! and the owner restores them after installing ([`UhsStore::restore_locks`]).
 //!
 //! [`LockOwner`]: crate::LockOwner
 //! [`MintState`]: crate::MintState
@@ -306,10 +310,12 @@ impl UhsStore {
     }
 
     /// Validates the snapshot from `reader` and replaces the store's contents with it in
-    /// one write; on any error the store is unchanged.
+    /// one write, releasing every lock on an output (they belonged to the replaced
+    /// state); on any error the store is unchanged.
     pub fn install_snapshot(&self, reader: impl Read) -> Result<SnapshotInfo, StoreError> {
         let import = self.read_snapshot(reader)?;
         self.db().write(import.batch)?;
+        self.restore_locks([])?;
         Ok(import.info)
     }
 }

@@ -10,16 +10,21 @@
 //! Every operation first checks everything against the staged view and only then stages
 //! its changes, with steps that cannot fail: a rejected transaction stages nothing. The
 //! counters and the height are written once, by [`StagedBatch::finish`].
+//!
+//! Locks on outputs are not written ([`crate::lock`]): a batch collects what it takes and
+//! releases, and [`StagedBatch::finish`] hands those changes back, to be committed with
+//! [`UhsStore::commit_locks`] once the batch is written.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::RwLockReadGuard;
 
 use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch};
 
 use crate::columns::{META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
-use crate::lock::{LockOwner, MintState, UhsEntry};
+use crate::lock::{encode_value, HeldLock, LockChanges, LockOwner, LockTable, MintState, UhsEntry};
 use crate::rejection::Rejection;
 use crate::store::{read_height, read_supply, UhsStore};
 use crate::supply::Supply;
@@ -35,11 +40,13 @@ pub enum BlockOutcome {
 
 /// Store changes staged into a caller's write batch, readable before the batch is written.
 ///
-/// Create one with [`UhsStore::stage`], run operations, call [`StagedBatch::finish`], and
-/// write the batch. Only one staged batch per store may be in flight at a time: it reads
-/// the counters when it starts and writes them back when it finishes. If an operation
-/// returns an error the batch may hold part of its change: discard the batch
-/// ([`StagedBatch::finish`] then refuses with [`StoreError::Poisoned`]).
+/// Create one with [`UhsStore::stage`], run operations, call [`StagedBatch::finish`],
+/// write the batch, and commit the lock changes `finish` returned. Only one staged batch
+/// per store may be in flight at a time: it reads the counters when it starts and writes
+/// them back when it finishes. It holds the store's lock table for reading while it lives,
+/// so commit only after `finish`. If an operation returns an error the batch may hold
+/// part of its change: discard the batch ([`StagedBatch::finish`] then refuses with
+/// [`StoreError::Poisoned`]).
 #[must_use = "call finish() and write the batch, or the counters are lost"]
 pub struct StagedBatch<'a> {
     store: &'a UhsStore,
@@ -47,13 +54,16 @@ pub struct StagedBatch<'a> {
     uhs_cf: &'a ColumnFamily,
     minted_cf: &'a ColumnFamily,
     meta_cf: &'a ColumnFamily,
-    /// Outputs changed in this batch (created, locked or released: `Some`; spent:
-    /// `None`).
-    uhs: HashMap<UhsId, Option<UhsEntry>>,
+    /// Outputs created (`Some`, the value) or spent (`None`) in this batch.
+    uhs: HashMap<UhsId, Option<Amount>>,
     /// Outputs read from the database in this batch and not changed since (the database
-    /// does not change while the batch is staged): a 2PC `Apply` checks every record
+    /// does not change while the batch is staged): a 2PC `Apply` checks every output
     /// before it changes any, then reads them again as it stages.
-    read: RefCell<HashMap<UhsId, Option<UhsEntry>>>,
+    read: RefCell<HashMap<UhsId, Option<Amount>>>,
+    /// The locks held when the batch started.
+    committed_locks: RwLockReadGuard<'a, LockTable>,
+    /// Locks taken (`Some`) or released or spent (`None`) in this batch.
+    locks: HashMap<UhsId, Option<HeldLock>>,
     /// Mint ids changed in this batch: `None` released.
     minted: HashMap<TxId, Option<MintState>>,
     supply: Supply,
@@ -75,6 +85,8 @@ impl<'a> StagedBatch<'a> {
             meta_cf,
             uhs: HashMap::new(),
             read: RefCell::new(HashMap::new()),
+            committed_locks: store.locks(),
+            locks: HashMap::new(),
             minted: HashMap::new(),
             supply: read_supply(db, meta_cf)?,
             supply_dirty: false,
@@ -90,9 +102,10 @@ impl<'a> StagedBatch<'a> {
         self.batch
     }
 
-    /// Stages the counters and the height into the batch. Call it once, last; then write
-    /// the batch.
-    pub fn finish(self) -> Result<(), StoreError> {
+    /// Stages the counters and the height into the batch and returns the lock changes.
+    /// Call it once, last; then write the batch and commit the changes
+    /// ([`UhsStore::commit_locks`]).
+    pub fn finish(self) -> Result<LockChanges, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
@@ -104,7 +117,7 @@ impl<'a> StagedBatch<'a> {
             self.batch
                 .put_cf(self.meta_cf, META_HEIGHT, self.height.to_le_bytes());
         }
-        Ok(())
+        Ok(LockChanges(self.locks))
     }
 
     /// The value of `id` as this batch would leave it.
@@ -117,21 +130,35 @@ impl<'a> StagedBatch<'a> {
         Ok(self.entry(id)?.and_then(|entry| entry.lock))
     }
 
-    /// The record of `id` (value and lock) as this batch would leave it.
+    /// The output `id` (value and lock) as this batch would leave it. A locked output
+    /// is answered from the lock, without a read.
     pub(crate) fn entry(&self, id: &UhsId) -> Result<Option<UhsEntry>, StoreError> {
         if let Some(staged) = self.uhs.get(id) {
-            return Ok(*staged);
+            return Ok(staged.map(|value| UhsEntry {
+                value,
+                lock: self.held_lock(id).map(|held| held.owner),
+            }));
+        }
+        if let Some(held) = self.held_lock(id) {
+            return Ok(Some(UhsEntry {
+                value: held.value,
+                lock: Some(held.owner),
+            }));
         }
         if let Some(read) = self.read.borrow().get(id) {
-            return Ok(*read);
+            return Ok(read.map(|value| UhsEntry { value, lock: None }));
         }
-        let db = self.store.db();
-        let entry = match db.get_pinned_cf(self.uhs_cf, id.as_bytes())? {
-            Some(bytes) => Some(UhsEntry::decode(id.as_bytes(), &bytes)?),
-            None => None,
-        };
-        self.read.borrow_mut().insert(*id, entry);
-        Ok(entry)
+        let value = self.store.get(id)?;
+        self.read.borrow_mut().insert(*id, value);
+        Ok(value.map(|value| UhsEntry { value, lock: None }))
+    }
+
+    /// The lock on `id` as this batch would leave it.
+    fn held_lock(&self, id: &UhsId) -> Option<HeldLock> {
+        match self.locks.get(id) {
+            Some(change) => *change,
+            None => self.committed_locks.get(id),
+        }
     }
 
     /// Reads the records of those of `ids` this batch has neither changed nor read yet,
@@ -145,7 +172,11 @@ impl<'a> StagedBatch<'a> {
         let mut read = self.read.borrow_mut();
         let mut wanted: Vec<UhsId> = ids
             .into_iter()
-            .filter(|id| !self.uhs.contains_key(*id) && !read.contains_key(*id))
+            .filter(|id| {
+                !self.uhs.contains_key(*id)
+                    && !read.contains_key(*id)
+                    && self.held_lock(id).is_none()
+            })
             .copied()
             .collect();
         wanted.sort_unstable();
@@ -153,8 +184,8 @@ impl<'a> StagedBatch<'a> {
         if wanted.is_empty() {
             return Ok(());
         }
-        let entries = self.store.multi_entry(&wanted, &ReadOptions::default())?;
-        read.extend(wanted.into_iter().zip(entries));
+        let values = self.store.multi_value(&wanted, &ReadOptions::default())?;
+        read.extend(wanted.into_iter().zip(values));
         Ok(())
     }
 
@@ -226,13 +257,7 @@ impl<'a> StagedBatch<'a> {
             }
             // Checked: stage, with steps that cannot fail.
             for (id, value) in inputs.iter().zip(values) {
-                s.stage_entry(
-                    id,
-                    UhsEntry {
-                        value,
-                        lock: Some(owner),
-                    },
-                );
+                s.locks.insert(*id, Some(HeldLock { owner, value }));
             }
             if let Some(tx_id) = mint {
                 s.stage_mint(tx_id, Some(MintState::Locked(owner)));
@@ -253,8 +278,8 @@ impl<'a> StagedBatch<'a> {
         self.guarded(|s| {
             let mut released = 0;
             for id in inputs {
-                if let Some(entry) = s.entry(id)?.filter(|e| e.lock == Some(owner)) {
-                    s.stage_entry(id, UhsEntry::unlocked(entry.value));
+                if s.entry(id)?.is_some_and(|e| e.lock == Some(owner)) {
+                    s.locks.insert(*id, None);
                     released += 1;
                 }
             }
@@ -309,8 +334,10 @@ impl<'a> StagedBatch<'a> {
                 }
             }
             // Checked: stage, with steps that cannot fail.
-            // The lock, if any, goes with the output's record.
             for id in inputs {
+                if s.held_lock(id).is_some() {
+                    s.locks.insert(*id, None);
+                }
                 s.stage_spend(id);
             }
             for (id, value) in outputs {
@@ -426,13 +453,9 @@ impl<'a> StagedBatch<'a> {
     }
 
     fn stage_create(&mut self, id: &UhsId, value: Amount) {
-        self.stage_entry(id, UhsEntry::unlocked(value));
-    }
-
-    fn stage_entry(&mut self, id: &UhsId, entry: UhsEntry) {
         self.batch
-            .put_cf(self.uhs_cf, id.as_bytes(), entry.to_bytes());
-        self.uhs.insert(*id, Some(entry));
+            .put_cf(self.uhs_cf, id.as_bytes(), encode_value(value));
+        self.uhs.insert(*id, Some(value));
     }
 
     fn stage_mint(&mut self, tx_id: &TxId, state: Option<MintState>) {

@@ -6,8 +6,9 @@
 //! machine can write a whole run of log entries, and its last-applied id, atomically) and
 //! lets later operations of the same batch see earlier ones.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use cbdc_consensus::storage::scan_options;
 use cbdc_core::{Amount, ShardRange, TxId, UhsId};
@@ -16,7 +17,7 @@ use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 use crate::columns::{ColumnFamilyNames, META_HEIGHT, META_SUPPLY};
 use crate::error::StoreError;
 use crate::iter::UhsRangeIter;
-use crate::lock::{LockOwner, MintState, UhsEntry};
+use crate::lock::{decode_value, HeldLock, LockChanges, LockOwner, LockTable, MintState, UhsEntry};
 use crate::options::StoreOptions;
 use crate::rejection::OutputStatus;
 use crate::staged::StagedBatch;
@@ -24,13 +25,16 @@ use crate::supply::{decode_height, Supply};
 
 /// The unspent hash set of one shard over a shared RocksDB instance.
 ///
-/// Cheap to clone: it holds the database handle and the names of its column families.
-/// Any number of threads may read concurrently; changes are staged by one writer at a time
-/// (the shard's state machine), since a [`StagedBatch`] reads the counters when it starts.
+/// Cheap to clone: it holds the database handle, the names of its column families and
+/// the in-memory table of the locks prepared 2PC transactions hold (shared by clones; see
+/// [`crate::lock`] for why locks are not written). Any number of threads may read
+/// concurrently; changes are staged by one writer at a time (the shard's state machine),
+/// since a [`StagedBatch`] reads the counters when it starts.
 #[derive(Clone)]
 pub struct UhsStore {
     db: Arc<DB>,
     names: ColumnFamilyNames,
+    locks: Arc<RwLock<LockTable>>,
 }
 
 /// The result of [`UhsStore::audit`]: the supply recomputed by a full scan next to the
@@ -63,7 +67,11 @@ impl UhsStore {
                 });
             }
         }
-        Ok(UhsStore { db, names })
+        Ok(UhsStore {
+            db,
+            names,
+            locks: Arc::default(),
+        })
     }
 
     /// Opens (or creates) a standalone database at `path` holding only this store, with
@@ -118,15 +126,50 @@ impl UhsStore {
         self.cf(&self.names.meta)
     }
 
-    /// The value of unspent output `id`, or `None` if it is not unspent.
-    pub fn get(&self, id: &UhsId) -> Result<Option<Amount>, StoreError> {
-        Ok(self.entry(id)?.map(|entry| entry.value))
+    /// The locks held now. (A poisoned lock is still whole: every change to the table is
+    /// one insert or removal.)
+    pub(crate) fn locks(&self) -> RwLockReadGuard<'_, LockTable> {
+        self.locks.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The record of unspent output `id` (value and lock), or `None`.
-    fn entry(&self, id: &UhsId) -> Result<Option<UhsEntry>, StoreError> {
+    /// Makes the lock changes of a written batch ([`StagedBatch::finish`]) take effect.
+    pub fn commit_locks(&self, changes: LockChanges) {
+        if !changes.is_empty() {
+            let mut locks = self.locks.write().unwrap_or_else(PoisonError::into_inner);
+            locks.commit(changes);
+        }
+    }
+
+    /// Replaces every lock on an output by `held` (input → owner): what the owner of the
+    /// store's locks (the locking shard) knows to be held, from its durable records of
+    /// prepared transactions, when it starts or has installed a snapshot. Each output
+    /// must be unspent; one that is not means the records disagree with the store.
+    pub fn restore_locks(
+        &self,
+        held: impl IntoIterator<Item = (UhsId, LockOwner)>,
+    ) -> Result<(), StoreError> {
+        let (ids, owners): (Vec<UhsId>, Vec<LockOwner>) = held.into_iter().unzip();
+        let values = self.multi_get(&ids)?;
+        let mut table = HashMap::with_capacity(ids.len());
+        for ((id, owner), value) in ids.into_iter().zip(owners).zip(values) {
+            let value = value.ok_or_else(|| {
+                StoreError::corrupt(
+                    "uhs",
+                    id.as_bytes(),
+                    "a prepared transaction holds a lock on an output that is not unspent",
+                )
+            })?;
+            table.insert(id, HeldLock { owner, value });
+        }
+        let mut locks = self.locks.write().unwrap_or_else(PoisonError::into_inner);
+        locks.replace(table);
+        Ok(())
+    }
+
+    /// The value of unspent output `id`, or `None` if it is not unspent.
+    pub fn get(&self, id: &UhsId) -> Result<Option<Amount>, StoreError> {
         match self.db.get_pinned_cf(self.cf_uhs()?, id.as_bytes())? {
-            Some(bytes) => UhsEntry::decode(id.as_bytes(), &bytes).map(Some),
+            Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -142,36 +185,30 @@ impl UhsStore {
         self.multi_value(ids, &ReadOptions::default())
     }
 
-    /// The values of `ids` (locked or not), read with `opts`.
-    fn multi_value(
+    /// [`UhsStore::status`] for many ids in one batched RocksDB lookup, in the order of
+    /// `ids`.
+    pub fn multi_status(&self, ids: &[UhsId]) -> Result<Vec<OutputStatus>, StoreError> {
+        let values = self.multi_get(ids)?;
+        let locks = self.locks();
+        Ok(ids
+            .iter()
+            .zip(values)
+            .map(|(id, value)| {
+                output_status(value.map(|value| UhsEntry {
+                    value,
+                    lock: locks.get(id).map(|held| held.owner),
+                }))
+            })
+            .collect())
+    }
+
+    /// The values of `ids` (locked or not) in one batched lookup, read with `opts` (a
+    /// snapshot, say).
+    pub(crate) fn multi_value(
         &self,
         ids: &[UhsId],
         opts: &ReadOptions,
     ) -> Result<Vec<Option<Amount>>, StoreError> {
-        Ok(self
-            .multi_entry(ids, opts)?
-            .into_iter()
-            .map(|entry| entry.map(|e| e.value))
-            .collect())
-    }
-
-    /// [`UhsStore::status`] for many ids in one batched RocksDB lookup, in the order of
-    /// `ids`.
-    pub fn multi_status(&self, ids: &[UhsId]) -> Result<Vec<OutputStatus>, StoreError> {
-        Ok(self
-            .multi_entry(ids, &ReadOptions::default())?
-            .into_iter()
-            .map(output_status)
-            .collect())
-    }
-
-    /// The records of `ids` (value and lock) in one batched lookup, read with `opts`
-    /// (a snapshot, say).
-    pub(crate) fn multi_entry(
-        &self,
-        ids: &[UhsId],
-        opts: &ReadOptions,
-    ) -> Result<Vec<Option<UhsEntry>>, StoreError> {
         let cf = self.cf_uhs()?;
         let keys = ids.iter().map(|id| id.as_bytes());
         self.db
@@ -179,7 +216,7 @@ impl UhsStore {
             .into_iter()
             .zip(ids)
             .map(|(found, id)| match found? {
-                Some(bytes) => UhsEntry::decode(id.as_bytes(), &bytes).map(Some),
+                Some(bytes) => decode_value(id.as_bytes(), &bytes).map(Some),
                 None => Ok(None),
             })
             .collect()
@@ -187,12 +224,12 @@ impl UhsStore {
 
     /// Which prepared transaction holds `id` locked, if any.
     pub fn lock_owner(&self, id: &UhsId) -> Result<Option<LockOwner>, StoreError> {
-        Ok(self.entry(id)?.and_then(|entry| entry.lock))
+        Ok(self.locks().get(id).map(|held| held.owner))
     }
 
     /// Unspent, locked or absent: what a status query about `id` answers.
     pub fn status(&self, id: &UhsId) -> Result<OutputStatus, StoreError> {
-        Ok(output_status(self.entry(id)?))
+        Ok(self.multi_status(std::slice::from_ref(id))?.remove(0))
     }
 
     /// Whether the mint `tx_id` is recorded (settled) or locked by a prepared transaction.
@@ -204,8 +241,8 @@ impl UhsStore {
     }
 
     /// Number of locks held (on inputs and on mint ids); zero once every prepared
-    /// transaction was applied or released. A full [`UhsStore::audit`]: for audits and
-    /// tests.
+    /// transaction was applied or released. Scans the mint records (a full
+    /// [`UhsStore::audit`]): for audits and tests.
     pub fn lock_count(&self) -> Result<u64, StoreError> {
         Ok(self.audit()?.locks_held)
     }
@@ -240,9 +277,10 @@ impl UhsStore {
         UhsRangeIter::new(&self.db, self.cf_uhs()?, range)
     }
 
-    /// Recomputes the supply and counts the locks by scanning every unspent output and
-    /// mint record, and reads the counters from the same snapshot. Reads the whole set
-    /// (without filling the block cache): for audits and tests, not for the hot path.
+    /// Recomputes the supply by scanning every unspent output, counts the locks (those on
+    /// outputs in memory, those on mint ids by scanning the mint records), and reads the
+    /// counters from the same snapshot. Reads the whole set (without filling the block
+    /// cache): for audits and tests, not for the hot path.
     pub fn audit(&self) -> Result<Audit, StoreError> {
         let snapshot = self.db.snapshot();
         let recorded = match snapshot.get_pinned_cf(self.cf_meta()?, META_SUPPLY)? {
@@ -252,14 +290,12 @@ impl UhsStore {
         let mut it = snapshot.raw_iterator_cf_opt(self.cf_uhs()?, scan_options());
         it.seek_to_first();
         let mut scanned = Supply::default();
-        let mut locks_held = 0u64;
+        let mut locks_held = self.locks().len() as u64;
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if key.len() != crate::columns::ID_LEN {
                 return Err(StoreError::corrupt("uhs", key, "key is not 32 bytes"));
             }
-            let entry = UhsEntry::decode(key, value)?;
-            scanned = scanned.with_output(entry.value)?;
-            locks_held += u64::from(entry.lock.is_some());
+            scanned = scanned.with_output(decode_value(key, value)?)?;
             it.next();
         }
         it.status()?;
@@ -285,8 +321,9 @@ impl UhsStore {
         StagedBatch::new(self, batch)
     }
 
-    /// Stages what `f` does into a fresh batch and writes it (WAL on, not synced). For
-    /// tests, tools and single-node use; a Raft state machine stages into its own batch.
+    /// Stages what `f` does into a fresh batch, writes it (WAL on, not synced) and
+    /// commits its lock changes. For tests, tools and single-node use; a Raft state
+    /// machine stages into its own batch.
     pub fn update<T>(
         &self,
         f: impl FnOnce(&mut StagedBatch<'_>) -> Result<T, StoreError>,
@@ -294,8 +331,9 @@ impl UhsStore {
         let mut batch = WriteBatch::default();
         let mut staged = self.stage(&mut batch)?;
         let out = f(&mut staged)?;
-        staged.finish()?;
+        let locks = staged.finish()?;
         self.db.write(batch)?;
+        self.commit_locks(locks);
         Ok(out)
     }
 }

@@ -9,6 +9,11 @@
 //! Each command first checks, then stages with steps that cannot fail, so a refused
 //! command (a [`CommandRefusal`]) changes nothing. Business outcomes are values; only a
 //! failing disk or corrupt data is an `Err`, which stops the replica.
+//!
+//! The locks on inputs live in the store's memory ([`crate::lock`]); their durable copy
+//! is the `Locked` dtx records. The lock changes of an applied run take effect once its
+//! batch is written (`on_written`), and the machine restores every lock from the dtx
+//! records when it starts and after it installs a snapshot.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +22,8 @@ use cbdc_consensus::storage::scan_options;
 use cbdc_consensus::{ConsensusError, StateMachine};
 use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
 use rocksdb::{WriteBatch, DB};
+
+use crate::lock::LockChanges;
 
 use super::command::{
     ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, LockResult, LockSlot, ShardCommand,
@@ -90,6 +97,11 @@ pub struct LockingShardMachine {
     db: Arc<DB>,
     store: UhsStore,
     params: LockingShardParams,
+    /// The lock changes of the run last applied, until its batch is written.
+    staged_locks: Option<LockChanges>,
+    /// Whether a snapshot was installed, so the locks must be restored from its dtx
+    /// records once it is written.
+    locks_stale: bool,
 }
 
 /// The UHS store inside a locking shard replica's database.
@@ -153,9 +165,45 @@ impl LockingShardMachine {
         params.validate()?;
         refuse_separate_locks(&db)?;
         let store = uhs_store(&db).map_err(LockingError::from)?;
-        // Fails early on a database without the machine's own column families.
-        Tables::new(&db)?;
-        Ok(LockingShardMachine { db, store, params })
+        let machine = LockingShardMachine {
+            db,
+            store,
+            params,
+            staged_locks: None,
+            locks_stale: false,
+        };
+        machine.restore_locks()?;
+        Ok(machine)
+    }
+
+    /// Restores the store's locks on inputs from the `Locked` dtx records: every input
+    /// of a transaction whose lock succeeded is held by that transaction until its dtx
+    /// is applied.
+    fn restore_locks(&self) -> Result<(), LockingError> {
+        let tables = Tables::new(&self.db)?;
+        let mut held = Vec::new();
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(tables.cf(Table::Dtxs), scan_options());
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if let DtxRecord::Locked { txs, results } = super::tables::decode(CF_DTXS, value)? {
+                let dtx = DtxKey::from_bytes(key).ok_or_else(|| LockingError::Corrupt {
+                    table: CF_DTXS,
+                    reason: "key is not a dtx id".into(),
+                })?;
+                for (i, (tx, result)) in txs.iter().zip(&results).enumerate() {
+                    if result.locked {
+                        // Fits: the dtx was locked with at most u32::MAX transactions.
+                        let owner = dtx.owner(i as u32);
+                        held.extend(tx.inputs.iter().map(|id| (*id, owner)));
+                    }
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(self.store.restore_locks(held)?)
     }
 
     /// The UHS store the machine settles into (for reads and genesis seeding).
@@ -252,12 +300,13 @@ impl LockingShardMachine {
         &self.db
     }
 
-    /// Runs `commands` in order into `batch`; one response each.
+    /// Runs `commands` in order into `batch`; one response each, and the lock changes to
+    /// commit once the batch is written.
     fn apply_commands(
         &self,
         batch: &mut WriteBatch,
         commands: Vec<ShardCommand>,
-    ) -> Result<Vec<ShardResponse>, LockingError> {
+    ) -> Result<(Vec<ShardResponse>, LockChanges), LockingError> {
         let mut staged = self.store.stage(batch)?;
         let mut tables = Tables::new(&self.db)?;
         self.prefetch(&staged, &commands)?;
@@ -280,14 +329,13 @@ impl LockingShardMachine {
             self.params.outcome_retention,
         )?;
         tables.finish(staged.batch());
-        staged.finish()?;
-        Ok(responses)
+        let locks = staged.finish()?;
+        Ok((responses, locks))
     }
 
     /// Reads every owned record the `Lock`s of `commands` will check, in one batched
-    /// lookup ([`StagedBatch::prefetch`]). Not those of `Apply`: its inputs are in the
-    /// memtable, where its `Lock` just wrote them, and finding them means decoding its dtx
-    /// record twice; prefetching them too showed no gain in `cbdc bench`.
+    /// lookup ([`StagedBatch::prefetch`]). Not those of `Apply`: its inputs are locked,
+    /// so the lock table knows them without a read.
     fn prefetch(&self, s: &StagedBatch<'_>, commands: &[ShardCommand]) -> Result<(), LockingError> {
         let range = self.params.range;
         let ids = commands
@@ -686,7 +734,9 @@ impl StateMachine for LockingShardMachine {
         batch: &mut WriteBatch,
         commands: Vec<ShardCommand>,
     ) -> Result<Vec<ShardResponse>, ConsensusError> {
-        Ok(self.apply_commands(batch, commands)?)
+        let (responses, locks) = self.apply_commands(batch, commands)?;
+        self.staged_locks = Some(locks);
+        Ok(responses)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, ConsensusError> {
@@ -698,6 +748,19 @@ impl StateMachine for LockingShardMachine {
         batch: &mut WriteBatch,
         data: &[u8],
     ) -> Result<(), ConsensusError> {
-        Ok(super::snapshot::install(self, batch, data)?)
+        super::snapshot::install(self, batch, data)?;
+        self.staged_locks = None;
+        self.locks_stale = true;
+        Ok(())
+    }
+
+    fn on_written(&mut self) -> Result<(), ConsensusError> {
+        if let Some(locks) = self.staged_locks.take() {
+            self.store.commit_locks(locks);
+        }
+        if std::mem::take(&mut self.locks_stale) {
+            self.restore_locks()?;
+        }
+        Ok(())
     }
 }

@@ -97,7 +97,7 @@ impl Fixture {
         let mut batch = WriteBatch::default();
         let responses = self.sm.apply(&mut batch, commands).expect("apply");
         self.db.write(batch).expect("write");
-        self.sm.on_written();
+        self.sm.on_written().expect("on_written");
         responses
     }
 

@@ -4,8 +4,8 @@
 use cbdc_consensus::StateMachine;
 use cbdc_shard::locking::DtxState;
 use cbdc_shard::{
-    ApplyOutcome, CommandRefusal, DiscardOutcome, LockResult, LockSlot, LockingShardParams,
-    OutputStatus, RejectCode, ShardCommand, ShardResponse, TxOutcome,
+    ApplyOutcome, CommandRefusal, DiscardOutcome, LockResult, LockSlot, LockingShardMachine,
+    LockingShardParams, OutputStatus, RejectCode, ShardCommand, ShardResponse, TxOutcome,
 };
 use rocksdb::WriteBatch;
 
@@ -74,6 +74,39 @@ fn test_lock_apply_discard_happy_path() {
     assert_eq!(
         f.discard(1),
         ShardResponse::Discarded(DiscardOutcome::AlreadyDiscarded)
+    );
+}
+
+#[test]
+fn test_reopened_machine_restores_its_locks_from_the_dtx_records() {
+    let mut f = Fixture::low();
+    let (a, b) = (uhs(IN, 1), uhs(IN, 2));
+    f.seed(&[(a, 10), (b, 20)]);
+    let tx = ctx(txid(IN, 1), &[a], &[(uhs(IN, 3), 10)]);
+    assert_eq!(f.lock_results(1, vec![tx]), vec![LockResult::locked()]);
+
+    // Locks are held in memory: a replica that restarts rebuilds them from its records.
+    f.sm = LockingShardMachine::new(f.db.clone(), f.sm.params().clone()).unwrap();
+    assert_eq!(
+        f.sm.output_statuses(&[a, b]).unwrap(),
+        vec![
+            OutputStatus::Locked(cents(10), dtx(1).owner(0)),
+            OutputStatus::Unspent(cents(20)),
+        ]
+    );
+    assert_eq!(f.sm.audit().unwrap().locks_held, 1);
+    let rival = ctx(txid(IN, 2), &[b, a], &[(uhs(IN, 4), 30)]);
+    assert_eq!(
+        f.lock_results(2, vec![rival]),
+        vec![refused(RejectCode::InputsLocked, Some(1))]
+    );
+    assert_eq!(f.apply(1, &[true]), applied(ApplyOutcome::Applied));
+    let audit = f.sm.audit().unwrap();
+    assert_eq!(audit.locks_held, 0);
+    assert!(audit.uhs.is_consistent());
+    assert_eq!(
+        f.sm.output_statuses(&[a, uhs(IN, 3)]).unwrap(),
+        vec![OutputStatus::Absent, OutputStatus::Unspent(cents(10))]
     );
 }
 
@@ -609,7 +642,7 @@ fn test_snapshot_install_gives_identical_state() {
     let mut batch = WriteBatch::default();
     target.sm.install_snapshot(&mut batch, &bytes).unwrap();
     target.db.write(batch).unwrap();
-    target.sm.on_written();
+    target.sm.on_written().unwrap();
     assert_eq!(target.sm.snapshot().unwrap(), bytes);
 
     assert_eq!(target.sm.audit().unwrap(), source.sm.audit().unwrap());

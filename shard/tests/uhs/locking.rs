@@ -133,8 +133,9 @@ fn test_check_and_lock_intra_batch_conflict() {
     assert_eq!(staged.lock_owner(&id(1)).unwrap(), Some(owner(1, 0)));
     // Nothing is visible outside the batch until it is written.
     assert_eq!(store.lock_owner(&id(1)).unwrap(), None);
-    staged.finish().unwrap();
+    let locks = staged.finish().unwrap();
     store.db().write(batch).unwrap();
+    store.commit_locks(locks);
     assert_eq!(store.lock_owner(&id(1)).unwrap(), Some(owner(1, 0)));
     assert_eq!(store.lock_owner(&id(2)).unwrap(), None);
 }
@@ -323,8 +324,9 @@ fn test_apply_intra_batch_create_then_spend() {
         })
     );
     assert_eq!(staged.supply().count, 1);
-    staged.finish().unwrap();
+    let locks = staged.finish().unwrap();
     store.db().write(batch).unwrap();
+    store.commit_locks(locks);
     assert_eq!(contents(&store), vec![(id(3), cents(1))]);
     assert_eq!(store.lock_count().unwrap(), 0);
     assert!(store.audit().unwrap().is_consistent());
@@ -391,7 +393,7 @@ fn test_mint_locked_by_other_refused() {
             owner: owner(1, 0)
         })
     );
-    staged.finish().unwrap();
+    let _unwritten = staged.finish().unwrap();
 }
 
 #[test]

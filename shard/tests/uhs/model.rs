@@ -159,8 +159,9 @@ fn run(store: &UhsStore, model: &mut Model, batches: &[Vec<Op>]) {
                 Op::Prefetch { keys } => staged.prefetch(&ids(keys)).unwrap(),
             }
         }
-        staged.finish().unwrap();
+        let locks = staged.finish().unwrap();
         store.db().write(batch).unwrap();
+        store.commit_locks(locks);
     }
 }
 
