@@ -23,8 +23,6 @@ use cbdc_consensus::{ConsensusError, StateMachine};
 use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
 use rocksdb::{WriteBatch, DB};
 
-use crate::lock::LockChanges;
-
 use super::command::{
     ApplyOutcome, CommandRefusal, DiscardOutcome, DtxKey, LockResult, LockSlot, ShardCommand,
     ShardResponse,
@@ -37,7 +35,7 @@ use super::tables::{
     CF_OUTCOMES, CF_OUTCOME_ORDER, CF_SHARD_META,
 };
 use crate::columns::ColumnFamilyNames;
-use crate::lock::{LockOwner, MintState};
+use crate::lock::{LockChanges, LockOwner, MintState};
 use crate::rejection::{OutputStatus, Rejection};
 use crate::staged::StagedBatch;
 use crate::store::{Audit, UhsStore};
