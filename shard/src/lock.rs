@@ -111,7 +111,8 @@ pub(crate) struct HeldLock {
     pub value: Amount,
 }
 
-/// The locks prepared 2PC transactions hold on unspent outputs, **in memory**.
+/// The locks prepared 2PC transactions hold on unspent outputs, and the outputs they
+/// will create, **in memory**.
 ///
 /// Locks are not written to the database. A lock lives from a `Lock` to the `Apply` of
 /// the same distributed transaction, usually a few milliseconds: writing it into the
@@ -121,9 +122,19 @@ pub(crate) struct HeldLock {
 /// `Locked` dtx records), from which the owner restores them when it starts or installs
 /// a snapshot ([`crate::UhsStore::restore_locks`]). Locks on mint ids are rare and stay
 /// in the `minted` column family.
+///
+/// **Reserved outputs** are those a prepare found absent, noted for its owner so that
+/// its commit need not read them again (a point read of an absent key goes through every
+/// level's filter: it was the last read of `Apply`). The note means only "absent since
+/// it was made": creating the output drops it, whoever creates it, so an output two
+/// prepared transactions reserved (one transaction carried by two dtxs) is created once
+/// and the second commit reads it and finds it taken. Reservations are a cache, not
+/// state: none is written or restored, and without one a commit reads the database as
+/// before.
 #[derive(Debug, Default)]
 pub(crate) struct LockTable {
     held: HashMap<UhsId, HeldLock>,
+    reserved: HashMap<UhsId, LockOwner>,
 }
 
 impl LockTable {
@@ -131,38 +142,54 @@ impl LockTable {
         self.held.get(id).copied()
     }
 
+    /// The prepared transaction that found output `id` absent, if it is still reserved.
+    pub fn reservation(&self, id: &UhsId) -> Option<LockOwner> {
+        self.reserved.get(id).copied()
+    }
+
+    /// Number of locks held (reservations are not locks).
     pub fn len(&self) -> usize {
         self.held.len()
     }
 
     /// Applies what a written batch changed.
     pub fn commit(&mut self, changes: LockChanges) {
-        for (id, change) in changes.0 {
+        for (id, change) in changes.held {
             match change {
                 Some(held) => self.held.insert(id, held),
                 None => self.held.remove(&id),
             };
         }
+        for (id, change) in changes.reserved {
+            match change {
+                Some(owner) => self.reserved.insert(id, owner),
+                None => self.reserved.remove(&id),
+            };
+        }
     }
 
-    /// Replaces every lock by `held`.
+    /// Replaces every lock by `held`, and drops every reservation.
     pub fn replace(&mut self, held: HashMap<UhsId, HeldLock>) {
         self.held = held;
+        self.reserved = HashMap::new();
     }
 }
 
-/// The lock changes of one staged batch ([`crate::StagedBatch::finish`]): taken
-/// (`Some`) or released or spent (`None`). They take effect with
-/// [`crate::UhsStore::commit_locks`] once the batch is written, so that a batch that is
-/// never written changes no lock.
+/// The lock changes of one staged batch ([`crate::StagedBatch::finish`]): locks taken
+/// (`Some`) or released or spent (`None`), and outputs reserved (`Some`) or created or
+/// released (`None`). They take effect with [`crate::UhsStore::commit_locks`] once the
+/// batch is written, so that a batch that is never written changes no lock.
 #[derive(Debug, Default)]
 #[must_use = "commit them with UhsStore::commit_locks once the batch is written"]
-pub struct LockChanges(pub(crate) HashMap<UhsId, Option<HeldLock>>);
+pub struct LockChanges {
+    pub(crate) held: HashMap<UhsId, Option<HeldLock>>,
+    pub(crate) reserved: HashMap<UhsId, Option<LockOwner>>,
+}
 
 impl LockChanges {
-    /// Whether the batch took or released no lock.
+    /// Whether the batch took, released or reserved nothing.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.held.is_empty() && self.reserved.is_empty()
     }
 }
 
@@ -226,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn test_lock_table_commits_takes_and_releases() {
+    fn test_lock_table_commits_takes_releases_and_reservations() {
         let id = |b: u8| UhsId(cbdc_core::Hash([b; 32]));
         let held = |dtx: u64| HeldLock {
             owner: LockOwner {
@@ -237,18 +264,29 @@ mod tests {
             value: Amount::from_cents(5),
         };
         let mut table = LockTable::default();
-        table.commit(LockChanges(HashMap::from([
-            (id(1), Some(held(1))),
-            (id(2), Some(held(1))),
-            (id(3), None),
-        ])));
+        table.commit(LockChanges {
+            held: HashMap::from([
+                (id(1), Some(held(1))),
+                (id(2), Some(held(1))),
+                (id(3), None),
+            ]),
+            reserved: HashMap::from([(id(4), Some(held(1).owner))]),
+        });
         assert_eq!(table.len(), 2);
-        table.commit(LockChanges(HashMap::from([
-            (id(1), None),
-            (id(2), Some(held(2))),
-        ])));
+        assert_eq!(table.reservation(&id(4)), Some(held(1).owner));
+        table.commit(LockChanges {
+            held: HashMap::from([(id(1), None), (id(2), Some(held(2)))]),
+            reserved: HashMap::from([(id(4), None)]),
+        });
         assert_eq!(table.get(&id(1)), None);
         assert_eq!(table.get(&id(2)), Some(held(2)));
         assert_eq!(table.len(), 1);
+        assert_eq!(table.reservation(&id(4)), None);
+        table.commit(LockChanges {
+            held: HashMap::new(),
+            reserved: HashMap::from([(id(5), Some(held(3).owner))]),
+        });
+        table.replace(HashMap::new());
+        assert_eq!((table.len(), table.reservation(&id(5))), (0, None));
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! Locks on outputs are not written ([`crate::lock`]): a batch collects what it takes and
 //! releases, and [`StagedBatch::finish`] hands those changes back, to be committed with
-//! [`UhsStore::commit_locks`] once the batch is written.
+//! [`UhsStore::commit_locks`] once the batch is written. The same goes for the outputs a
+//! prepare found absent ([`StagedBatch::prepare`] reserves them), which spares the
+//! commit a read of each.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -64,6 +66,8 @@ pub struct StagedBatch<'a> {
     committed_locks: RwLockReadGuard<'a, LockTable>,
     /// Locks taken (`Some`) or released or spent (`None`) in this batch.
     locks: HashMap<UhsId, Option<HeldLock>>,
+    /// Outputs reserved (`Some`) or created or released (`None`) in this batch.
+    reserved: HashMap<UhsId, Option<LockOwner>>,
     /// Mint ids changed in this batch: `None` released.
     minted: HashMap<TxId, Option<MintState>>,
     supply: Supply,
@@ -87,6 +91,7 @@ impl<'a> StagedBatch<'a> {
             read: RefCell::new(HashMap::new()),
             committed_locks: store.locks(),
             locks: HashMap::new(),
+            reserved: HashMap::new(),
             minted: HashMap::new(),
             supply: read_supply(db, meta_cf)?,
             supply_dirty: false,
@@ -117,7 +122,10 @@ impl<'a> StagedBatch<'a> {
             self.batch
                 .put_cf(self.meta_cf, META_HEIGHT, self.height.to_le_bytes());
         }
-        Ok(LockChanges(self.locks))
+        Ok(LockChanges {
+            held: self.locks,
+            reserved: self.reserved,
+        })
     }
 
     /// The value of `id` as this batch would leave it.
@@ -145,6 +153,9 @@ impl<'a> StagedBatch<'a> {
                 lock: Some(held.owner),
             }));
         }
+        if self.reservation(id).is_some() {
+            return Ok(None);
+        }
         if let Some(read) = self.read.borrow().get(id) {
             return Ok(read.map(|value| UhsEntry { value, lock: None }));
         }
@@ -158,6 +169,15 @@ impl<'a> StagedBatch<'a> {
         match self.locks.get(id) {
             Some(change) => *change,
             None => self.committed_locks.get(id),
+        }
+    }
+
+    /// The prepared transaction that reserved output `id`, as this batch would leave it:
+    /// if any, the output is absent ([`crate::lock::LockTable`]).
+    fn reservation(&self, id: &UhsId) -> Option<LockOwner> {
+        match self.reserved.get(id) {
+            Some(change) => *change,
+            None => self.committed_locks.reservation(id),
         }
     }
 
@@ -176,6 +196,7 @@ impl<'a> StagedBatch<'a> {
                 !self.uhs.contains_key(*id)
                     && !read.contains_key(*id)
                     && self.held_lock(id).is_none()
+                    && self.reservation(id).is_none()
             })
             .copied()
             .collect();
@@ -239,7 +260,31 @@ impl<'a> StagedBatch<'a> {
         inputs: &[UhsId],
         mint: Option<&TxId>,
     ) -> Result<Result<(), Rejection>, StoreError> {
+        self.prepare(owner, inputs, &[], mint)
+    }
+
+    /// [`StagedBatch::check_and_lock`] for a transaction that also creates `outputs` on
+    /// this shard: they are checked first (none may exist or repeat), and once everything
+    /// passed they are reserved for `owner`, so that its [`StagedBatch::apply`] knows them
+    /// absent without reading them again. [`StagedBatch::release`] drops the
+    /// reservations with the locks.
+    pub fn prepare(
+        &mut self,
+        owner: LockOwner,
+        inputs: &[UhsId],
+        outputs: &[UhsId],
+        mint: Option<&TxId>,
+    ) -> Result<Result<(), Rejection>, StoreError> {
         self.guarded(|s| {
+            if let Some(index) = first_duplicate(outputs.iter()) {
+                let id = outputs[index];
+                return Ok(Err(Rejection::DuplicateOutput { index, id }));
+            }
+            for (index, id) in outputs.iter().enumerate() {
+                if s.get(id)?.is_some() {
+                    return Ok(Err(Rejection::OutputExists { index, id: *id }));
+                }
+            }
             if let Some(rejection) = duplicate_input(inputs) {
                 return Ok(Err(rejection));
             }
@@ -259,6 +304,9 @@ impl<'a> StagedBatch<'a> {
             for (id, value) in inputs.iter().zip(values) {
                 s.locks.insert(*id, Some(HeldLock { owner, value }));
             }
+            for id in outputs {
+                s.reserved.insert(*id, Some(owner));
+            }
             if let Some(tx_id) = mint {
                 s.stage_mint(tx_id, Some(MintState::Locked(owner)));
             }
@@ -267,15 +315,22 @@ impl<'a> StagedBatch<'a> {
     }
 
     /// 2PC abort of one transaction: releases the locks `owner` holds on `inputs` (and on
-    /// the mint id). Locks held by anyone else, and inputs not locked, are left alone, so
-    /// the call is idempotent. Returns how many locks were released.
+    /// the mint id), and its reservations of `outputs`. Locks held by anyone else, and
+    /// inputs not locked, are left alone, so the call is idempotent. Returns how many
+    /// locks were released (reservations are not counted).
     pub fn release(
         &mut self,
         owner: LockOwner,
         inputs: &[UhsId],
+        outputs: &[UhsId],
         mint: Option<&TxId>,
     ) -> Result<usize, StoreError> {
         self.guarded(|s| {
+            for id in outputs {
+                if s.reservation(id) == Some(owner) {
+                    s.reserved.insert(*id, None);
+                }
+            }
             let mut released = 0;
             for id in inputs {
                 if s.entry(id)?.is_some_and(|e| e.lock == Some(owner)) {
@@ -301,6 +356,7 @@ impl<'a> StagedBatch<'a> {
     /// recorded or locked by another owner. Otherwise the first reason found is returned
     /// and nothing is staged. Not idempotent by itself (a repeat finds its inputs spent):
     /// the shard's state machine deduplicates commands by dtx id.
+    /// Outputs `owner`'s prepare reserved are known absent without a read.
     pub fn apply(
         &mut self,
         owner: LockOwner,
@@ -456,6 +512,10 @@ impl<'a> StagedBatch<'a> {
         self.batch
             .put_cf(self.uhs_cf, id.as_bytes(), encode_value(value));
         self.uhs.insert(*id, Some(value));
+        // Whoever reserved it: it exists now.
+        if self.reservation(id).is_some() {
+            self.reserved.insert(*id, None);
+        }
     }
 
     fn stage_mint(&mut self, tx_id: &TxId, state: Option<MintState>) {

@@ -10,10 +10,11 @@
 //! command (a [`CommandRefusal`]) changes nothing. Business outcomes are values; only a
 //! failing disk or corrupt data is an `Err`, which stops the replica.
 //!
-//! The locks on inputs live in the store's memory ([`crate::lock`]); their durable copy
-//! is the `Locked` dtx records. The lock changes of an applied run take effect once its
-//! batch is written (`on_written`), and the machine restores every lock from the dtx
-//! records when it starts and after it installs a snapshot.
+//! The locks on inputs live in the store's memory ([`crate::lock`]), and which dtxs hold
+//! each pending transaction in the machine's (`PendingTable`); their durable copy is the
+//! `Locked` dtx records. The changes of an applied run take effect once its batch is
+//! written (`on_written`), and the machine rebuilds both from the dtx records when it
+//! starts and after it installs a snapshot.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,8 +32,8 @@ use super::error::LockingError;
 use super::outcome::{RejectCode, TxOutcome};
 use super::params::LockingShardParams;
 use super::tables::{
-    DtxRecord, OutcomeRecord, SlicedTx, StoredOutcome, Table, Tables, CF_DTXS, CF_DTX_ORDER,
-    CF_OUTCOMES, CF_OUTCOME_ORDER, CF_SHARD_META,
+    DtxRecord, PendingChanges, PendingTable, SlicedTx, StoredOutcome, Table, Tables, CF_DTXS,
+    CF_DTX_ORDER, CF_OUTCOMES, CF_OUTCOME_ORDER, CF_SHARD_META,
 };
 use crate::columns::ColumnFamilyNames;
 use crate::lock::{LockChanges, LockOwner, MintState};
@@ -95,11 +96,19 @@ pub struct LockingShardMachine {
     db: Arc<DB>,
     store: UhsStore,
     params: LockingShardParams,
-    /// The lock changes of the run last applied, until its batch is written.
-    staged_locks: Option<LockChanges>,
-    /// Whether a snapshot was installed, so the locks must be restored from its dtx
-    /// records once it is written.
-    locks_stale: bool,
+    /// The dtxs holding each pending transaction this shard owns.
+    pending: PendingTable,
+    /// The lock and pending changes of the run last applied, until its batch is written.
+    staged: Option<MemoryChanges>,
+    /// Whether a snapshot was installed, so the locks and pending transactions must be
+    /// rebuilt from its dtx records once it is written.
+    memory_stale: bool,
+}
+
+/// What an applied run changed in memory, to commit once its batch is written.
+struct MemoryChanges {
+    locks: LockChanges,
+    pending: PendingChanges,
 }
 
 /// The UHS store inside a locking shard replica's database.
@@ -163,23 +172,27 @@ impl LockingShardMachine {
         params.validate()?;
         refuse_separate_locks(&db)?;
         let store = uhs_store(&db).map_err(LockingError::from)?;
-        let machine = LockingShardMachine {
+        let mut machine = LockingShardMachine {
             db,
             store,
             params,
-            staged_locks: None,
-            locks_stale: false,
+            pending: PendingTable::new(),
+            staged: None,
+            memory_stale: false,
         };
-        machine.restore_locks()?;
+        machine.restore_memory()?;
         Ok(machine)
     }
 
-    /// Restores the store's locks on inputs from the `Locked` dtx records: every input
-    /// of a transaction whose lock succeeded is held by that transaction until its dtx
-    /// is applied.
-    fn restore_locks(&self) -> Result<(), LockingError> {
-        let tables = Tables::new(&self.db)?;
+    /// Rebuilds the store's locks on inputs and the pending transactions from the
+    /// `Locked` dtx records: every input of a transaction whose lock succeeded is held
+    /// by that transaction until its dtx is applied, and an owned transaction whose lock
+    /// succeeded is pending in that dtx.
+    fn restore_memory(&mut self) -> Result<(), LockingError> {
+        let empty = PendingTable::new();
+        let tables = Tables::new(&self.db, &empty)?;
         let mut held = Vec::new();
+        let mut pending = PendingTable::new();
         let mut it = self
             .db
             .raw_iterator_cf_opt(tables.cf(Table::Dtxs), scan_options());
@@ -195,13 +208,19 @@ impl LockingShardMachine {
                         // Fits: the dtx was locked with at most u32::MAX transactions.
                         let owner = dtx.owner(i as u32);
                         held.extend(tx.inputs.iter().map(|id| (*id, owner)));
+                        if tx.owns_id {
+                            pending.entry(tx.id).or_default().push(owner);
+                        }
                     }
                 }
             }
             it.next();
         }
         it.status()?;
-        Ok(self.store.restore_locks(held)?)
+        drop(it);
+        self.store.restore_locks(held)?;
+        self.pending = pending;
+        Ok(())
     }
 
     /// The UHS store the machine settles into (for reads and genesis seeding).
@@ -230,25 +249,31 @@ impl LockingShardMachine {
         Ok(self.store.multi_status(ids)?)
     }
 
-    /// The recorded outcome of each of `ids`.
+    /// The outcome of each of `ids`: committed or rejected as recorded, or pending while
+    /// a locked dtx holds it.
     pub fn tx_outcomes(&self, ids: &[TxId]) -> Result<Vec<TxOutcome>, LockingError> {
-        let tables = Tables::new(&self.db)?;
+        let tables = Tables::new(&self.db, &self.pending)?;
         ids.iter()
             .map(|id| {
-                Ok(tables
-                    .outcome(id)?
-                    .map_or(TxOutcome::Unknown, |r| r.state.to_outcome()))
+                let recorded = tables.outcome(id)?.map(|r| r.state);
+                Ok(match recorded {
+                    Some(StoredOutcome::Committed) => TxOutcome::Committed,
+                    _ if !tables.pending(id).is_empty() => TxOutcome::Pending,
+                    _ => recorded.map_or(TxOutcome::Unknown, StoredOutcome::to_outcome),
+                })
             })
             .collect()
     }
 
     /// Where `dtx` is in its life here; `None` if unknown (or its tombstone was pruned).
     pub fn dtx_state(&self, dtx: &DtxKey) -> Result<Option<DtxState>, LockingError> {
-        Ok(Tables::new(&self.db)?.dtx(dtx)?.map(|r| match r {
-            DtxRecord::Locked { .. } => DtxState::Locked,
-            DtxRecord::Applied => DtxState::Applied,
-            DtxRecord::Discarded { .. } => DtxState::Discarded,
-        }))
+        Ok(Tables::new(&self.db, &self.pending)?
+            .dtx(dtx)?
+            .map(|r| match r {
+                DtxRecord::Locked { .. } => DtxState::Locked,
+                DtxRecord::Applied => DtxState::Applied,
+                DtxRecord::Discarded { .. } => DtxState::Discarded,
+            }))
     }
 
     /// The incrementally kept count and value of the unspent outputs.
@@ -260,7 +285,7 @@ impl LockingShardMachine {
     pub fn audit(&self) -> Result<ShardAudit, LockingError> {
         let uhs = self.store.audit()?;
         let locks_held = uhs.locks_held;
-        let tables = Tables::new(&self.db)?;
+        let tables = Tables::new(&self.db, &self.pending)?;
         let mut audit = ShardAudit {
             uhs,
             locks_held,
@@ -298,15 +323,15 @@ impl LockingShardMachine {
         &self.db
     }
 
-    /// Runs `commands` in order into `batch`; one response each, and the lock changes to
-    /// commit once the batch is written.
+    /// Runs `commands` in order into `batch`; one response each, and the lock and pending
+    /// changes to commit once the batch is written.
     fn apply_commands(
         &self,
         batch: &mut WriteBatch,
         commands: Vec<ShardCommand>,
-    ) -> Result<(Vec<ShardResponse>, LockChanges), LockingError> {
+    ) -> Result<(Vec<ShardResponse>, MemoryChanges), LockingError> {
         let mut staged = self.store.stage(batch)?;
-        let mut tables = Tables::new(&self.db)?;
+        let mut tables = Tables::new(&self.db, &self.pending)?;
         self.prefetch(&staged, &commands)?;
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
@@ -326,9 +351,9 @@ impl LockingShardMachine {
             self.params.dtx_tombstone_retention,
             self.params.outcome_retention,
         )?;
-        tables.finish(staged.batch());
+        let pending = tables.finish(staged.batch());
         let locks = staged.finish()?;
-        Ok((responses, locks))
+        Ok((responses, MemoryChanges { locks, pending }))
     }
 
     /// Reads every owned record the `Lock`s of `commands` will check, in one batched
@@ -439,20 +464,13 @@ impl LockingShardMachine {
             }
         }
 
-        // Outputs before inputs: check_and_lock stages its locks as soon as it succeeds.
         let outputs: Vec<(UhsId, Amount)> = tx
             .outputs
             .iter()
             .filter(|(id, _)| range.owns(id))
             .copied()
             .collect();
-        if outputs_taken(s, &outputs)? {
-            return Ok((
-                LockResult::refused(RejectCode::OutputExists, None),
-                unlocked(),
-            ));
-        }
-
+        let output_ids: Vec<UhsId> = outputs.iter().map(|(id, _)| *id).collect();
         // The owned inputs, and where each sits in the whole transaction, so that a
         // refusal names the input the client knows.
         let (positions, inputs): (Vec<usize>, Vec<UhsId>) = tx
@@ -462,7 +480,7 @@ impl LockingShardMachine {
             .filter(|(_, id)| range.owns(id))
             .map(|(i, id)| (i, *id))
             .unzip();
-        if let Err(rejection) = s.check_and_lock(owner, &inputs, mint)? {
+        if let Err(rejection) = s.prepare(owner, &inputs, &output_ids, mint)? {
             let input_index = rejected_input(&rejection)
                 .and_then(|i| positions.get(i))
                 .and_then(|&p| u32::try_from(p).ok());
@@ -470,14 +488,10 @@ impl LockingShardMachine {
             return Ok((LockResult::refused(code, input_index), unlocked()));
         }
 
+        // New, a retry in a second dtx, or a new attempt after a rejection: pending in
+        // this dtx too.
         if owns_id {
-            match previous.map(|r| r.state) {
-                // Another dtx carrying the same transaction (a retry) holds the record:
-                // leave it to that dtx, which settles or releases it.
-                Some(StoredOutcome::Pending { .. }) => {}
-                // New, or a new attempt after a rejection: the newest record.
-                _ => t.put_outcome(s.batch(), &tx.id, StoredOutcome::pending(owner), None)?,
-            }
+            t.hold_pending(&tx.id, owner);
         }
         let sliced = SlicedTx {
             id: tx.id,
@@ -547,10 +561,11 @@ impl LockingShardMachine {
                     });
                 }
                 if tx.owns_id {
-                    record_commit(s, t, &tx.id)?;
+                    record_commit(s, t, &tx.id, owner)?;
                 }
             } else {
-                s.release(owner, &tx.inputs, mint)?;
+                let outputs: Vec<UhsId> = tx.outputs.iter().map(|(id, _)| *id).collect();
+                s.release(owner, &tx.inputs, &outputs, mint)?;
                 if tx.owns_id {
                     // The coordinator knows the real reason (another shard's refusal);
                     // this shard's own refusal is the next best; ABORTED says nothing.
@@ -594,17 +609,6 @@ impl LockingShardMachine {
             }
         })
     }
-}
-
-/// Whether an owned output exists already or appears twice in `outputs`.
-fn outputs_taken(s: &StagedBatch<'_>, outputs: &[(UhsId, Amount)]) -> Result<bool, LockingError> {
-    let mut seen = HashSet::with_capacity(outputs.len());
-    for (id, _) in outputs {
-        if !seen.insert(*id) || s.get(id)?.is_some() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// The position (among the inputs passed to the store) of the input a rejection names.
@@ -669,26 +673,23 @@ fn check_commits(
     Ok(None)
 }
 
-/// Records `tx` as committed, keeping its place in the outcome order.
+/// Records `tx`, committed in the dtx of `owner`, as committed: final, whatever other
+/// dtx still holds it pending (their inputs cannot be locked again, so they abort). No
+/// read: a transaction commits at most once (its inputs are locked for one dtx at a
+/// time).
 fn record_commit(
     s: &mut StagedBatch<'_>,
     t: &mut Tables<'_>,
     tx: &TxId,
+    owner: LockOwner,
 ) -> Result<(), LockingError> {
-    let previous = t.outcome(tx)?;
-    if previous.is_some_and(|r| r.state == StoredOutcome::Committed) {
-        return Ok(());
-    }
-    t.put_outcome(
-        s.batch(),
-        tx,
-        StoredOutcome::Committed,
-        previous.map(|r| r.seq),
-    )
+    t.settle_pending(tx, owner);
+    t.put_outcome(s.batch(), tx, StoredOutcome::Committed)
 }
 
-/// Records `tx`, aborted in the dtx of `owner`, as rejected — unless it committed (in
-/// another dtx: a commit is final) or another dtx holds it pending (that one decides).
+/// Records `tx`, aborted in the dtx of `owner`, as rejected — unless another dtx still
+/// holds it pending (the last to settle decides) or it committed (in another dtx: a
+/// commit is final). Aborts are rare, so reading the outcome here costs little.
 fn record_rejection(
     s: &mut StagedBatch<'_>,
     t: &mut Tables<'_>,
@@ -696,21 +697,13 @@ fn record_rejection(
     owner: LockOwner,
     reason: RejectCode,
 ) -> Result<(), LockingError> {
-    let previous: Option<OutcomeRecord> = t.outcome(tx)?;
-    if let Some(record) = previous {
-        if record.state == StoredOutcome::Committed {
-            return Ok(());
-        }
-        if record.state.pending_owner().is_some_and(|o| o != owner) {
-            return Ok(());
-        }
+    if t.settle_pending(tx, owner)
+        || t.outcome(tx)?
+            .is_some_and(|r| r.state == StoredOutcome::Committed)
+    {
+        return Ok(());
     }
-    t.put_outcome(
-        s.batch(),
-        tx,
-        StoredOutcome::Rejected(reason),
-        previous.map(|r| r.seq),
-    )
+    t.put_outcome(s.batch(), tx, StoredOutcome::Rejected(reason))
 }
 
 impl StateMachine for LockingShardMachine {
@@ -732,8 +725,8 @@ impl StateMachine for LockingShardMachine {
         batch: &mut WriteBatch,
         commands: Vec<ShardCommand>,
     ) -> Result<Vec<ShardResponse>, ConsensusError> {
-        let (responses, locks) = self.apply_commands(batch, commands)?;
-        self.staged_locks = Some(locks);
+        let (responses, changes) = self.apply_commands(batch, commands)?;
+        self.staged = Some(changes);
         Ok(responses)
     }
 
@@ -747,17 +740,24 @@ impl StateMachine for LockingShardMachine {
         data: &[u8],
     ) -> Result<(), ConsensusError> {
         super::snapshot::install(self, batch, data)?;
-        self.staged_locks = None;
-        self.locks_stale = true;
+        self.staged = None;
+        self.memory_stale = true;
         Ok(())
     }
 
     fn on_written(&mut self) -> Result<(), ConsensusError> {
-        if let Some(locks) = self.staged_locks.take() {
+        if let Some(MemoryChanges { locks, pending }) = self.staged.take() {
             self.store.commit_locks(locks);
+            for (tx, holders) in pending {
+                if holders.is_empty() {
+                    self.pending.remove(&tx);
+                } else {
+                    self.pending.insert(tx, holders);
+                }
+            }
         }
-        if std::mem::take(&mut self.locks_stale) {
-            self.restore_locks()?;
+        if std::mem::take(&mut self.memory_stale) {
+            self.restore_memory()?;
         }
         Ok(())
     }

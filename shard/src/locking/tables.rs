@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `shard_dtxs` | [`DtxKey`] bytes | [`DtxRecord`]: locked (slice + results), applied, or a tombstone |
 //! | `shard_dtx_order` | tombstone number `u64 BE` | [`DtxKey`] bytes |
-//! | `shard_outcomes` | `TxId` | [`OutcomeRecord`]: pending, committed or rejected, and its number |
+//! | `shard_outcomes` | `TxId` | [`OutcomeRecord`]: committed or rejected, and its number |
 //! | `shard_outcome_order` | outcome number `u64 BE` | `TxId` |
 //! | `shard_meta` | `dtx_tombstones`, `outcomes` | [`Window`] of live numbers |
 //!
@@ -18,6 +18,12 @@
 //! be read back, so [`Tables`] keeps every key it changed in an overlay consulted before
 //! the database — as [`crate::StagedBatch`] does for the UHS — for as long as one `apply`
 //! call lasts.
+//!
+//! A transaction settling in a locked dtx is **pending**, and that lives only in memory
+//! ([`PendingTable`]): the `Locked` dtx records are its durable copy, from which the
+//! machine rebuilds it when it starts or installs a snapshot, as it does the locks. An
+//! outcome record is written once, when the transaction commits or is rejected. (Builds
+//! before this one also wrote a pending record at `Lock`; such records are still read.)
 
 use std::collections::HashMap;
 
@@ -154,7 +160,9 @@ pub(crate) enum DtxRecord {
 /// A recorded outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum StoredOutcome {
-    /// Locked by this owner, not applied yet.
+    /// Locked by this owner, not applied yet: written only by earlier builds (pending
+    /// transactions are now in memory, see the module docs); read as pending until the
+    /// transaction's outcome replaces it.
     Pending {
         coordinator: u32,
         dtx: u64,
@@ -165,30 +173,6 @@ pub(crate) enum StoredOutcome {
 }
 
 impl StoredOutcome {
-    pub(crate) fn pending(owner: LockOwner) -> Self {
-        StoredOutcome::Pending {
-            coordinator: owner.coordinator,
-            dtx: owner.dtx,
-            tx_index: owner.tx_index,
-        }
-    }
-
-    /// The owner of a pending outcome.
-    pub(crate) fn pending_owner(&self) -> Option<LockOwner> {
-        match *self {
-            StoredOutcome::Pending {
-                coordinator,
-                dtx,
-                tx_index,
-            } => Some(LockOwner {
-                coordinator,
-                dtx,
-                tx_index,
-            }),
-            _ => None,
-        }
-    }
-
     pub(crate) fn to_outcome(self) -> TxOutcome {
         match self {
             StoredOutcome::Pending { .. } => TxOutcome::Pending,
@@ -204,6 +188,16 @@ pub(crate) struct OutcomeRecord {
     pub seq: u64,
     pub state: StoredOutcome,
 }
+
+/// The dtxs holding each pending transaction this shard owns: every locked dtx whose
+/// `Lock` of it succeeded here. Usually one; a retry carried by a second dtx adds a
+/// second. Being the set of such dtxs, it is exactly what the `Locked` dtx records say,
+/// so a restarted replica rebuilds the same table as one that kept running.
+pub(crate) type PendingTable = HashMap<TxId, Vec<LockOwner>>;
+
+/// The entries one `apply` call changed in the [`PendingTable`], as it leaves them (an
+/// empty list: no longer pending), to take effect once its batch is written.
+pub(crate) type PendingChanges = HashMap<TxId, Vec<LockOwner>>;
 
 /// The numbers `first..next` that may still have a live record; `next - first` is what
 /// counts against a retention bound (stale order entries included, see
@@ -278,6 +272,10 @@ fn seq_from_key(table: &'static str, key: &[u8]) -> Result<u64, LockingError> {
 pub(crate) struct Tables<'a> {
     db: &'a DB,
     cfs: [&'a ColumnFamily; 5],
+    /// The pending transactions as the last written batch left them.
+    pending: &'a PendingTable,
+    /// Pending transactions held or settled by this call.
+    pending_changes: PendingChanges,
     /// Keys changed by this call, per table (indexed by [`Table`]): `Some(value)`
     /// written, `None` deleted.
     overlay: [HashMap<Vec<u8>, Option<Vec<u8>>>; 5],
@@ -287,8 +285,9 @@ pub(crate) struct Tables<'a> {
 }
 
 impl<'a> Tables<'a> {
-    /// The tables of `db`, with the windows as last written.
-    pub(crate) fn new(db: &'a DB) -> Result<Self, LockingError> {
+    /// The tables of `db` and the `pending` transactions, with the windows as last
+    /// written.
+    pub(crate) fn new(db: &'a DB, pending: &'a PendingTable) -> Result<Self, LockingError> {
         let cf = |t: Table| {
             db.cf_handle(t.name())
                 .ok_or(LockingError::MissingColumnFamily(t.name()))
@@ -311,6 +310,8 @@ impl<'a> Tables<'a> {
         Ok(Tables {
             db,
             cfs,
+            pending,
+            pending_changes: PendingChanges::new(),
             overlay: Default::default(),
             tombstones,
             outcomes,
@@ -392,30 +393,50 @@ impl<'a> Tables<'a> {
         })
     }
 
-    /// Stages `state` as the outcome of `tx`, keeping its place in the outcome order
-    /// (`seq`) or, with `None`, making it the newest.
+    /// The dtxs holding `tx` pending (none: not pending).
+    pub(crate) fn pending(&self, tx: &TxId) -> &[LockOwner] {
+        match self.pending_changes.get(tx) {
+            Some(holders) => holders,
+            None => self.pending.get(tx).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    /// Stages `owner` as holding `tx` pending.
+    pub(crate) fn hold_pending(&mut self, tx: &TxId, owner: LockOwner) {
+        let mut holders = self.pending(tx).to_vec();
+        holders.push(owner);
+        self.pending_changes.insert(*tx, holders);
+    }
+
+    /// Stages `owner` as no longer holding `tx` pending; returns whether another dtx
+    /// still does.
+    pub(crate) fn settle_pending(&mut self, tx: &TxId, owner: LockOwner) -> bool {
+        let holders = self.pending(tx);
+        if !holders.contains(&owner) {
+            return !holders.is_empty();
+        }
+        let rest: Vec<LockOwner> = holders.iter().copied().filter(|h| *h != owner).collect();
+        let others = !rest.is_empty();
+        self.pending_changes.insert(*tx, rest);
+        others
+    }
+
+    /// Stages `state` as the outcome of `tx`, the newest in the outcome order.
     pub(crate) fn put_outcome(
         &mut self,
         batch: &mut WriteBatch,
         tx: &TxId,
         state: StoredOutcome,
-        seq: Option<u64>,
     ) -> Result<(), LockingError> {
-        let seq = match seq {
-            Some(seq) => seq,
-            None => {
-                let seq = self.outcomes.next;
-                self.put(
-                    batch,
-                    Table::OutcomeOrder,
-                    &seq_key(seq),
-                    tx.as_bytes().to_vec(),
-                );
-                self.outcomes.next = seq + 1;
-                self.windows_dirty = true;
-                seq
-            }
-        };
+        let seq = self.outcomes.next;
+        self.put(
+            batch,
+            Table::OutcomeOrder,
+            &seq_key(seq),
+            tx.as_bytes().to_vec(),
+        );
+        self.outcomes.next = seq + 1;
+        self.windows_dirty = true;
         let value = encode("outcome", &OutcomeRecord { seq, state })?;
         self.put(batch, Table::Outcomes, tx.as_bytes(), value);
         Ok(())
@@ -425,9 +446,9 @@ impl<'a> Tables<'a> {
     /// `max_outcomes` numbers are live.
     ///
     /// An order entry whose record has moved on (an outcome re-numbered when its
-    /// transaction was locked again by a later dtx) is stale: it still counts until it is
+    /// transaction was settled again by a later dtx) is stale: it still counts until it is
     /// pruned, but pruning it deletes only the order entry. So the bound holds for the
-    /// records, and a retried transaction uses one number per dtx it was locked in.
+    /// records, and a retried transaction uses one number per outcome it was given.
     pub(crate) fn prune(
         &mut self,
         batch: &mut WriteBatch,
@@ -469,12 +490,15 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
-    /// Stages the windows, if they changed. Call once, at the end of the `apply` call.
-    pub(crate) fn finish(self, batch: &mut WriteBatch) {
+    /// Stages the windows, if they changed, and returns the changes to the pending
+    /// transactions, to commit once the batch is written. Call once, at the end of the
+    /// `apply` call.
+    pub(crate) fn finish(self, batch: &mut WriteBatch) -> PendingChanges {
         if self.windows_dirty {
             let meta = self.cf(Table::Meta);
             batch.put_cf(meta, META_TOMBSTONES, self.tombstones.to_bytes());
             batch.put_cf(meta, META_OUTCOMES, self.outcomes.to_bytes());
         }
+        self.pending_changes
     }
 }

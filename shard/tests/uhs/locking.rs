@@ -141,6 +141,64 @@ fn test_check_and_lock_intra_batch_conflict() {
 }
 
 #[test]
+fn test_prepare_refuses_a_taken_or_repeated_output_and_locks_nothing() {
+    let (_dir, store) = temp_store();
+    seed_ids(&store, &[id(1), id(2)]);
+    let prepare = |outputs: &[cbdc_core::UhsId]| {
+        store
+            .update(|s| s.prepare(owner(1, 0), &[id(1)], outputs, None))
+            .unwrap()
+    };
+    assert_eq!(
+        prepare(&[id(5), id(2)]),
+        Err(Rejection::OutputExists {
+            index: 1,
+            id: id(2)
+        })
+    );
+    assert_eq!(
+        prepare(&[id(5), id(5)]),
+        Err(Rejection::DuplicateOutput {
+            index: 1,
+            id: id(5)
+        })
+    );
+    assert_eq!(store.lock_count().unwrap(), 0);
+    assert_eq!(prepare(&[id(5)]), Ok(()));
+    assert_eq!(store.lock_owner(&id(1)).unwrap(), Some(owner(1, 0)));
+}
+
+#[test]
+fn test_output_reserved_by_two_prepares_is_created_once() {
+    // One transaction carried by two dtxs, on a shard that owns only its output: both
+    // prepares find the output absent and reserve it. Whichever commits first creates
+    // it; the other's commit must then find it taken, not trust its reservation.
+    let (_dir, store) = temp_store();
+    seed_ids(&store, &[id(1), id(2)]);
+    for (dtx, input) in [(1, id(1)), (2, id(2))] {
+        store
+            .update(|s| s.prepare(owner(dtx, 0), &[input], &[id(9)], None))
+            .unwrap()
+            .unwrap();
+    }
+    for (dtx, input) in [(2, id(2)), (1, id(1))] {
+        let result = store
+            .update(|s| s.apply(owner(dtx, 0), &[input], &[(id(9), cents(1))], None))
+            .unwrap();
+        let expected = match dtx {
+            2 => Ok(()),
+            _ => Err(Rejection::OutputExists {
+                index: 0,
+                id: id(9),
+            }),
+        };
+        assert_eq!(result, expected, "dtx {dtx}");
+    }
+    assert_eq!(store.get(&id(9)).unwrap(), Some(cents(1)));
+    assert!(store.audit().unwrap().is_consistent());
+}
+
+#[test]
 fn test_release_frees_only_own_locks() {
     let (_dir, store) = temp_store();
     seed_ids(&store, &[id(1), id(2)]);
@@ -152,7 +210,7 @@ fn test_release_frees_only_own_locks() {
         .unwrap()
         .unwrap();
     let released = store
-        .update(|s| s.release(owner(1, 0), &[id(1), id(2)], None))
+        .update(|s| s.release(owner(1, 0), &[id(1), id(2)], &[], None))
         .unwrap();
     assert_eq!(released, 1);
     assert_eq!(store.lock_owner(&id(1)).unwrap(), None);
@@ -175,10 +233,10 @@ fn test_release_is_idempotent() {
         .unwrap()
         .unwrap();
     let first = store
-        .update(|s| s.release(owner(1, 0), &[id(1)], None))
+        .update(|s| s.release(owner(1, 0), &[id(1)], &[], None))
         .unwrap();
     let second = store
-        .update(|s| s.release(owner(1, 0), &[id(1)], None))
+        .update(|s| s.release(owner(1, 0), &[id(1)], &[], None))
         .unwrap();
     assert_eq!((first, second), (1, 0));
     assert_eq!(store.lock_count().unwrap(), 0);
@@ -404,7 +462,7 @@ fn test_release_mint_lock() {
         .unwrap()
         .unwrap();
     let released = store
-        .update(|s| s.release(owner(1, 0), &[], Some(&tx(1))))
+        .update(|s| s.release(owner(1, 0), &[], &[], Some(&tx(1))))
         .unwrap();
     assert_eq!(released, 1);
     assert_eq!(store.mint_state(&tx(1)).unwrap(), None);

@@ -134,7 +134,7 @@ fn run(store: &UhsStore, model: &mut Model, batches: &[Vec<Op>]) {
                 }
                 Op::Release { owner, inputs } => {
                     let got = staged
-                        .release(lock_owner(*owner), &ids(inputs), None)
+                        .release(lock_owner(*owner), &ids(inputs), &[], None)
                         .unwrap();
                     assert_eq!(got, model.release(*owner, inputs), "{op:?}");
                 }
