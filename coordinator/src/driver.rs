@@ -21,13 +21,12 @@
 //! replicated state for the next leader's recovery.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use cbdc_consensus::{ConsensusError, ReplicaHandle};
-use cbdc_core::{AttestationError, AttestationVerifier, CompactTransaction, TxId};
+use cbdc_core::{AttestationError, AttestationVerifier, CompactTransaction, IdMap, TxId};
 use cbdc_proto::v1::{self, DtxId, RejectReason};
 use futures::future::{join_all, try_join_all};
 use openraft::ServerState;
@@ -176,7 +175,7 @@ struct Epoch {
 struct Waiters {
     /// Set when the epoch ended: nothing may register any more.
     closed: bool,
-    by_tx: HashMap<TxId, Vec<Waiter>>,
+    by_tx: IdMap<TxId, Vec<Waiter>>,
 }
 
 /// One request position waiting for a transaction's verdict. Weak: a request that gave

@@ -11,12 +11,11 @@
 //! ```
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cbdc_core::{
-    attest_batch, CompactTransaction, SecretKey, Transaction, TxId, UhsId, ValidationError,
+    attest_batch, CompactTransaction, IdMap, SecretKey, Transaction, TxId, UhsId, ValidationError,
     Validator,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -70,11 +69,11 @@ struct Shared {
     /// Callers waiting per tx id in flight. The first submission of an id enqueues it;
     /// later ones only add their sender. A `std` mutex: held for a map operation, never
     /// across an await.
-    in_flight: Mutex<HashMap<TxId, Vec<oneshot::Sender<Answer>>>>,
+    in_flight: Mutex<IdMap<TxId, Vec<oneshot::Sender<Answer>>>>,
 }
 
 impl Shared {
-    fn in_flight(&self) -> MutexGuard<'_, HashMap<TxId, Vec<oneshot::Sender<Answer>>>> {
+    fn in_flight(&self) -> MutexGuard<'_, IdMap<TxId, Vec<oneshot::Sender<Answer>>>> {
         // Every critical section is a single map operation, so a poisoned map is
         // consistent.
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
@@ -180,7 +179,7 @@ impl Pipeline {
             key: params.key.clone(),
             backend,
             request_timeout: params.request_timeout,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(IdMap::default()),
         });
         let max_batch = params.max_batch_size.max(1);
         // Room for a few batches: beyond that, submitters wait (back pressure).

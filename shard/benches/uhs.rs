@@ -52,8 +52,10 @@ impl Funds {
 }
 
 /// Locks then applies `txs` in two write batches, as a 2PC shard's `Lock` and `Apply`
-/// would; with `prefetch`, the `Lock` batch first reads its inputs in one `MultiGet`, as
-/// the shard's state machine does (an `Apply` finds its inputs in the lock table).
+/// would. With `prefetch`, as the shard's state machine does: the `Lock` batch first
+/// reads its inputs and outputs in one `MultiGet` and prepares each transaction with its
+/// outputs, reserving them, so that `Apply` reads nothing (it finds its inputs in the
+/// lock table and its outputs reserved). Without, each output is read again at `Apply`.
 fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
     let owner = |i: usize| LockOwner {
         coordinator: 0,
@@ -63,14 +65,19 @@ fn lock_then_apply(store: &UhsStore, dtx: u64, txs: &[Tx], prefetch: bool) {
     let mut batch = WriteBatch::default();
     let mut staged = store.stage(&mut batch).expect("stage");
     if prefetch {
-        let ids = txs.iter().flat_map(|tx| tx.inputs.iter());
+        let ids = txs
+            .iter()
+            .flat_map(|tx| tx.inputs.iter().chain(tx.outputs.iter().map(|(id, _)| id)));
         staged.prefetch(ids).expect("prefetch");
     }
     for (i, tx) in txs.iter().enumerate() {
-        staged
-            .check_and_lock(owner(i), &tx.inputs, None)
-            .expect("lock")
-            .expect("inputs free");
+        let locked = if prefetch {
+            let outputs: Vec<UhsId> = tx.outputs.iter().map(|(id, _)| *id).collect();
+            staged.prepare(owner(i), &tx.inputs, &outputs, None)
+        } else {
+            staged.check_and_lock(owner(i), &tx.inputs, None)
+        };
+        locked.expect("lock").expect("inputs free");
     }
     let locks = staged.finish().expect("finish");
     store.db().write(batch).expect("write");

@@ -6,9 +6,7 @@
 //! transactions of one dtx cannot share an input and a repeated lock by the same owner is
 //! harmless.
 
-use std::collections::HashMap;
-
-use cbdc_core::{Amount, UhsId};
+use cbdc_core::{Amount, IdMap, UhsId};
 
 use crate::error::StoreError;
 
@@ -133,8 +131,8 @@ pub(crate) struct HeldLock {
 /// before.
 #[derive(Debug, Default)]
 pub(crate) struct LockTable {
-    held: HashMap<UhsId, HeldLock>,
-    reserved: HashMap<UhsId, LockOwner>,
+    held: IdMap<UhsId, HeldLock>,
+    reserved: IdMap<UhsId, LockOwner>,
 }
 
 impl LockTable {
@@ -169,9 +167,9 @@ impl LockTable {
     }
 
     /// Replaces every lock by `held`, and drops every reservation.
-    pub fn replace(&mut self, held: HashMap<UhsId, HeldLock>) {
+    pub fn replace(&mut self, held: IdMap<UhsId, HeldLock>) {
         self.held = held;
-        self.reserved = HashMap::new();
+        self.reserved = IdMap::default();
     }
 }
 
@@ -182,8 +180,8 @@ impl LockTable {
 #[derive(Debug, Default)]
 #[must_use = "commit them with UhsStore::commit_locks once the batch is written"]
 pub struct LockChanges {
-    pub(crate) held: HashMap<UhsId, Option<HeldLock>>,
-    pub(crate) reserved: HashMap<UhsId, Option<LockOwner>>,
+    pub(crate) held: IdMap<UhsId, Option<HeldLock>>,
+    pub(crate) reserved: IdMap<UhsId, Option<LockOwner>>,
 }
 
 impl LockChanges {
@@ -265,28 +263,28 @@ mod tests {
         };
         let mut table = LockTable::default();
         table.commit(LockChanges {
-            held: HashMap::from([
+            held: IdMap::from_iter([
                 (id(1), Some(held(1))),
                 (id(2), Some(held(1))),
                 (id(3), None),
             ]),
-            reserved: HashMap::from([(id(4), Some(held(1).owner))]),
+            reserved: IdMap::from_iter([(id(4), Some(held(1).owner))]),
         });
         assert_eq!(table.len(), 2);
         assert_eq!(table.reservation(&id(4)), Some(held(1).owner));
         table.commit(LockChanges {
-            held: HashMap::from([(id(1), None), (id(2), Some(held(2)))]),
-            reserved: HashMap::from([(id(4), None)]),
+            held: IdMap::from_iter([(id(1), None), (id(2), Some(held(2)))]),
+            reserved: IdMap::from_iter([(id(4), None)]),
         });
         assert_eq!(table.get(&id(1)), None);
         assert_eq!(table.get(&id(2)), Some(held(2)));
         assert_eq!(table.len(), 1);
         assert_eq!(table.reservation(&id(4)), None);
         table.commit(LockChanges {
-            held: HashMap::new(),
-            reserved: HashMap::from([(id(5), Some(held(3).owner))]),
+            held: IdMap::default(),
+            reserved: IdMap::from_iter([(id(5), Some(held(3).owner))]),
         });
-        table.replace(HashMap::new());
+        table.replace(IdMap::default());
         assert_eq!((table.len(), table.reservation(&id(5))), (0, None));
     }
 }

@@ -18,10 +18,10 @@
 //! commit a read of each.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::RwLockReadGuard;
 
-use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
+use cbdc_core::{Amount, CompactTransaction, IdMap, ShardRange, TxId, UhsId};
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch};
 
 use crate::columns::{META_HEIGHT, META_SUPPLY};
@@ -57,19 +57,19 @@ pub struct StagedBatch<'a> {
     minted_cf: &'a ColumnFamily,
     meta_cf: &'a ColumnFamily,
     /// Outputs created (`Some`, the value) or spent (`None`) in this batch.
-    uhs: HashMap<UhsId, Option<Amount>>,
+    uhs: IdMap<UhsId, Option<Amount>>,
     /// Outputs read from the database in this batch and not changed since (the database
     /// does not change while the batch is staged): a 2PC `Apply` checks every output
     /// before it changes any, then reads them again as it stages.
-    read: RefCell<HashMap<UhsId, Option<Amount>>>,
+    read: RefCell<IdMap<UhsId, Option<Amount>>>,
     /// The locks held when the batch started.
     committed_locks: RwLockReadGuard<'a, LockTable>,
     /// Locks taken (`Some`) or released or spent (`None`) in this batch.
-    locks: HashMap<UhsId, Option<HeldLock>>,
+    locks: IdMap<UhsId, Option<HeldLock>>,
     /// Outputs reserved (`Some`) or created or released (`None`) in this batch.
-    reserved: HashMap<UhsId, Option<LockOwner>>,
+    reserved: IdMap<UhsId, Option<LockOwner>>,
     /// Mint ids changed in this batch: `None` released.
-    minted: HashMap<TxId, Option<MintState>>,
+    minted: IdMap<TxId, Option<MintState>>,
     supply: Supply,
     supply_dirty: bool,
     height: u64,
@@ -87,12 +87,12 @@ impl<'a> StagedBatch<'a> {
             uhs_cf: store.cf_uhs()?,
             minted_cf: store.cf_minted()?,
             meta_cf,
-            uhs: HashMap::new(),
-            read: RefCell::new(HashMap::new()),
+            uhs: IdMap::default(),
+            read: RefCell::new(IdMap::default()),
             committed_locks: store.locks(),
-            locks: HashMap::new(),
-            reserved: HashMap::new(),
-            minted: HashMap::new(),
+            locks: IdMap::default(),
+            reserved: IdMap::default(),
+            minted: IdMap::default(),
             supply: read_supply(db, meta_cf)?,
             supply_dirty: false,
             height: read_height(db, meta_cf)?,

@@ -6,12 +6,11 @@
 //! machine can write a whole run of log entries, and its last-applied id, atomically) and
 //! lets later operations of the same batch see earlier ones.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use cbdc_consensus::storage::scan_options;
-use cbdc_core::{Amount, ShardRange, TxId, UhsId};
+use cbdc_core::{Amount, IdMap, ShardRange, TxId, UhsId};
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
 use crate::columns::{ColumnFamilyNames, META_HEIGHT, META_SUPPLY};
@@ -150,7 +149,7 @@ impl UhsStore {
     ) -> Result<(), StoreError> {
         let (ids, owners): (Vec<UhsId>, Vec<LockOwner>) = held.into_iter().unzip();
         let values = self.multi_get(&ids)?;
-        let mut table = HashMap::with_capacity(ids.len());
+        let mut table = IdMap::with_capacity_and_hasher(ids.len(), Default::default());
         for ((id, owner), value) in ids.into_iter().zip(owners).zip(values) {
             let value = value.ok_or_else(|| {
                 StoreError::corrupt(

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cbdc_proto::v1::sentinel_client::SentinelClient;
-use cbdc_proto::v1::{OutputStatus, TxStatus};
+use cbdc_proto::v1::{OutputStatus, RejectReason, TxStatus};
 use tonic::transport::Channel;
 
 use super::{audit, output_status, sentinel, submit, transfer, Coin};
@@ -239,6 +239,14 @@ pub async fn run_worker(
         let live = chain.last().unwrap().clone();
         let (tx, next) = transfer(&[live], &[COIN]);
         let result = settle(&endpoint, &tx).await;
+        // An atomizer refuses a transaction whose shard attestations fell out of its
+        // double-spend window (STALE): around a leader's kill a notification can outlast
+        // the kill test's 3-block window. Its input is untouched, so a client spends it
+        // again in a new transaction (fresh outputs, a new id); the ledger check at the
+        // end still proves nothing was lost or spent twice.
+        if result.status() == TxStatus::Rejected && result.reject_reason() == RejectReason::Stale {
+            continue;
+        }
         assert_eq!(result.status(), TxStatus::Confirmed, "{result:?}");
         confirmed.fetch_add(1, Ordering::Relaxed);
         chain.push(next[0].clone());

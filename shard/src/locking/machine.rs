@@ -176,7 +176,7 @@ impl LockingShardMachine {
             db,
             store,
             params,
-            pending: PendingTable::new(),
+            pending: PendingTable::default(),
             staged: None,
             memory_stale: false,
         };
@@ -189,10 +189,10 @@ impl LockingShardMachine {
     /// by that transaction until its dtx is applied, and an owned transaction whose lock
     /// succeeded is pending in that dtx.
     fn restore_memory(&mut self) -> Result<(), LockingError> {
-        let empty = PendingTable::new();
+        let empty = PendingTable::default();
         let tables = Tables::new(&self.db, &empty)?;
         let mut held = Vec::new();
-        let mut pending = PendingTable::new();
+        let mut pending = PendingTable::default();
         let mut it = self
             .db
             .raw_iterator_cf_opt(tables.cf(Table::Dtxs), scan_options());

@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use cbdc_core::{TxId, UhsId};
+use cbdc_core::{IdMap, TxId, UhsId};
 use rocksdb::{ColumnFamily, WriteBatch, DB};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -193,11 +193,11 @@ pub(crate) struct OutcomeRecord {
 /// `Lock` of it succeeded here. Usually one; a retry carried by a second dtx adds a
 /// second. Being the set of such dtxs, it is exactly what the `Locked` dtx records say,
 /// so a restarted replica rebuilds the same table as one that kept running.
-pub(crate) type PendingTable = HashMap<TxId, Vec<LockOwner>>;
+pub(crate) type PendingTable = IdMap<TxId, Vec<LockOwner>>;
 
 /// The entries one `apply` call changed in the [`PendingTable`], as it leaves them (an
 /// empty list: no longer pending), to take effect once its batch is written.
-pub(crate) type PendingChanges = HashMap<TxId, Vec<LockOwner>>;
+pub(crate) type PendingChanges = IdMap<TxId, Vec<LockOwner>>;
 
 /// The numbers `first..next` that may still have a live record; `next - first` is what
 /// counts against a retention bound (stale order entries included, see
@@ -311,7 +311,7 @@ impl<'a> Tables<'a> {
             db,
             cfs,
             pending,
-            pending_changes: PendingChanges::new(),
+            pending_changes: PendingChanges::default(),
             overlay: Default::default(),
             tombstones,
             outcomes,
