@@ -7,11 +7,17 @@ set -euo pipefail
 need_apt=()
 # librocksdb-sys generates its bindings with bindgen, which loads libclang at build time.
 # Only libclang itself counts: libclang-cpp (a C++ library some images carry) does not.
-if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
-        /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* \
-        >/dev/null 2>&1; then
-  need_apt+=(libclang-dev)
-fi
+# Any one match will do (`ls` of all the patterns failed whenever one of them matched
+# nothing, so every run reinstalled).
+have_libclang() {
+  local f
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+      /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
+}
+have_libclang || need_apt+=(libclang-dev)
 # RocksDB is C++; the cc crate needs a C++ compiler.
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
