@@ -318,7 +318,7 @@ impl StatusBook {
     ///   shards' to answer for; ask them (`ShardQuery.GetOutputStatus`).
     pub fn output_entry(&self, id: &UhsId) -> v1::OutputStatusEntry {
         let mut entry = v1::OutputStatusEntry {
-            uhs_id: id.as_bytes().to_vec(),
+            uhs_id: id.as_bytes().to_vec().into(),
             ..Default::default()
         };
         match self.outputs.get(id) {

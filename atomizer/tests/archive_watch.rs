@@ -263,8 +263,8 @@ async fn wait_until<T>(
     Ok(())
 }
 
-fn ids(ids: &[TxId]) -> Vec<Vec<u8>> {
-    ids.iter().map(|id| id.as_bytes().to_vec()).collect()
+fn ids(ids: &[TxId]) -> Vec<tonic::codegen::Bytes> {
+    ids.iter().map(|id| id.as_bytes().to_vec().into()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +397,7 @@ async fn test_archiver_and_watchtower_follow_blocks() -> anyhow::Result<()> {
     assert_eq!(statuses[2].status(), TxStatus::Unknown);
     let malformed = wt
         .get_transaction_status(v1::WatchtowerTxStatusRequest {
-            tx_ids: vec![vec![1; 31]],
+            tx_ids: vec![vec![1; 31].into()],
         })
         .await
         .expect_err("a 31-byte id");
@@ -407,7 +407,7 @@ async fn test_archiver_and_watchtower_follow_blocks() -> anyhow::Result<()> {
         .get_output_status(v1::ShardOutputStatusRequest {
             uhs_ids: [uhs(1), uhs(3), uhs(77)]
                 .iter()
-                .map(|id| id.as_bytes().to_vec())
+                .map(|id| id.as_bytes().to_vec().into())
                 .collect(),
         })
         .await?

@@ -45,7 +45,7 @@ impl Answer {
         let Some(result) = result else {
             return Answer::Malformed;
         };
-        if !result.tx_id.is_empty() && result.tx_id.as_slice() != expected.as_bytes() {
+        if !result.tx_id.is_empty() && result.tx_id[..] != expected.as_bytes()[..] {
             return Answer::Malformed;
         }
         match TxStatus::try_from(result.status) {
@@ -265,7 +265,7 @@ mod tests {
     fn test_answer_from_result_reads_every_status() {
         let id = TxId(Hash([3; 32]));
         let mut result = v1::TransactionResult {
-            tx_id: id.as_bytes().to_vec(),
+            tx_id: id.as_bytes().to_vec().into(),
             ..Default::default()
         };
         result.set_status(TxStatus::Confirmed);

@@ -183,7 +183,7 @@ pub(crate) async fn mint(
     };
     let mut status_client = client(channel.clone());
     let call = status_client.get_transaction_status(v1::GetTransactionStatusRequest {
-        tx_id: first.tx_id().as_bytes().to_vec(),
+        tx_id: first.tx_id().as_bytes().to_vec().into(),
     });
     let known = tokio::time::timeout(CALL_TIMEOUT, call)
         .await
@@ -390,7 +390,7 @@ async fn poll_status(
     loop {
         let mut client = client(channel.clone());
         let call = client.get_transaction_status(v1::GetTransactionStatusRequest {
-            tx_id: id.as_bytes().to_vec(),
+            tx_id: id.as_bytes().to_vec().into(),
         });
         let result = tokio::time::timeout(CALL_TIMEOUT, call)
             .await

@@ -177,7 +177,8 @@ impl LeaderClient {
         C: Serialize,
         R: DeserializeOwned,
     {
-        let bytes = encode(commands)?;
+        // Shared by every attempt: a retry clones a reference, not the commands.
+        let bytes = prost::bytes::Bytes::from(encode(commands)?);
         let reply = self
             .call(|channel| {
                 let bytes = bytes.clone();

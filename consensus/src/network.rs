@@ -149,7 +149,7 @@ impl PeerClient {
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let ttl = option.hard_ttl();
-        let mut request = Request::new(RaftPayload { data });
+        let mut request = Request::new(RaftPayload { data: data.into() });
         request.set_timeout(ttl);
         let fut = async {
             match rpc {
@@ -252,7 +252,7 @@ fn bad_payload(e: ConsensusError) -> Status {
 
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
     let data = encode(result).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftPayload { data }))
+    Ok(Response::new(RaftPayload { data: data.into() }))
 }
 
 #[tonic::async_trait]

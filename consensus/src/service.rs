@@ -49,7 +49,7 @@ impl<S: StateMachine> GroupClient for GroupClientService<S> {
             .map_err(|e| to_status(&e))?;
         let responses = encode(&responses).map_err(|e| to_status(&e))?;
         Ok(Response::new(WriteReply {
-            responses,
+            responses: responses.into(),
             log_index,
         }))
     }

@@ -68,7 +68,7 @@ async fn test_grpc_execute_batch() -> anyhow::Result<()> {
 
     // Malformed: a 31-byte tx id. INVALID_ARGUMENT naming the field, nothing settled.
     let mut wire: v1::CompactTransaction = (&txs[0]).into();
-    wire.id.pop();
+    wire.id.truncate(31);
     let err = client
         .execute_batch(ExecuteBatchRequest {
             transactions: vec![wire],
@@ -82,7 +82,7 @@ async fn test_grpc_execute_batch() -> anyhow::Result<()> {
 
     // Malformed: an output id of the wrong length in the second transaction.
     let mut wire: v1::CompactTransaction = (&txs[1]).into();
-    wire.outputs[0].uhs_id = vec![1; 33];
+    wire.outputs[0].uhs_id = vec![1; 33].into();
     let err = client
         .execute_batch(ExecuteBatchRequest {
             transactions: vec![(&txs[0]).into(), wire],

@@ -90,7 +90,7 @@ async fn test_mint_spend_double_spend_and_retry() {
     // Status by tx id.
     let status = client
         .get_transaction_status(v1::GetTransactionStatusRequest {
-            tx_id: pay.tx_id().as_bytes().to_vec(),
+            tx_id: pay.tx_id().as_bytes().to_vec().into(),
         })
         .await
         .unwrap()
@@ -98,7 +98,7 @@ async fn test_mint_spend_double_spend_and_retry() {
     assert_status(status.result.as_ref().unwrap(), TxStatus::Confirmed);
     let status = client
         .get_transaction_status(v1::GetTransactionStatusRequest {
-            tx_id: again.tx_id().as_bytes().to_vec(),
+            tx_id: again.tx_id().as_bytes().to_vec().into(),
         })
         .await
         .unwrap()
@@ -212,7 +212,7 @@ async fn test_invalid_malformed_and_unauthorized_are_refused() {
     let mut wire: v1::Transaction = (&pay as &Transaction).into();
     if let Some(input) = wire.inputs.first_mut() {
         if let Some(outpoint) = input.outpoint.as_mut() {
-            outpoint.tx_id = vec![1, 2, 3, 4, 5];
+            outpoint.tx_id = vec![1, 2, 3, 4, 5].into();
         }
     }
     let status = client

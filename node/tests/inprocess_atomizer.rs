@@ -144,7 +144,7 @@ async fn test_mint_spend_double_spend_across_blocks_and_retry() {
 
     let status = client
         .get_transaction_status(v1::GetTransactionStatusRequest {
-            tx_id: again.tx_id().as_bytes().to_vec(),
+            tx_id: again.tx_id().as_bytes().to_vec().into(),
         })
         .await
         .unwrap()
@@ -165,7 +165,7 @@ async fn test_mint_spend_double_spend_across_blocks_and_retry() {
     let last = loop {
         let status = client
             .get_transaction_status(v1::GetTransactionStatusRequest {
-                tx_id: mint2.tx_id().as_bytes().to_vec(),
+                tx_id: mint2.tx_id().as_bytes().to_vec().into(),
             })
             .await
             .unwrap()

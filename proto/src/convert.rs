@@ -20,6 +20,7 @@ use cbdc_core::{
     Amount, Attestation, CompactTransaction, Hash, Input, Limits, OutPoint, Output, PublicKey,
     Signature, Transaction, TxId, UhsId, Witness, WitnessProgram,
 };
+use prost::bytes::Bytes;
 
 /// Most ids or outputs one status query may name.
 pub const MAX_QUERY_ITEMS: usize = 4096;
@@ -127,7 +128,7 @@ by_value!(
 impl From<&OutPoint> for v1::OutPoint {
     fn from(o: &OutPoint) -> Self {
         v1::OutPoint {
-            tx_id: o.tx_id.as_bytes().to_vec(),
+            tx_id: o.tx_id.as_bytes().to_vec().into(),
             index: o.index,
         }
     }
@@ -146,7 +147,7 @@ impl TryFrom<&v1::OutPoint> for OutPoint {
 impl From<&Output> for v1::Output {
     fn from(o: &Output) -> Self {
         v1::Output {
-            commitment: o.commitment.as_bytes().to_vec(),
+            commitment: o.commitment.as_bytes().to_vec().into(),
             value: o.value.cents(),
         }
     }
@@ -185,7 +186,7 @@ impl From<&WitnessProgram> for v1::WitnessProgram {
     fn from(p: &WitnessProgram) -> Self {
         v1::WitnessProgram {
             version: u32::from(p.version()),
-            program: p.program_bytes().to_vec(),
+            program: p.program_bytes().to_vec().into(),
         }
     }
 }
@@ -209,7 +210,7 @@ impl TryFrom<&v1::WitnessProgram> for WitnessProgram {
         }
         Ok(WitnessProgram::Unknown {
             version,
-            program: p.program.clone(),
+            program: p.program.clone().into(),
         })
     }
 }
@@ -218,7 +219,7 @@ impl From<&Witness> for v1::Witness {
     fn from(w: &Witness) -> Self {
         v1::Witness {
             program: Some((&w.program).into()),
-            signature: w.signature.0.to_vec(),
+            signature: w.signature.0.to_vec().into(),
         }
     }
 }
@@ -238,7 +239,7 @@ impl From<&Transaction> for v1::Transaction {
         v1::Transaction {
             inputs: tx.inputs.iter().map(Into::into).collect(),
             outputs: tx.outputs.iter().map(Into::into).collect(),
-            nonce: tx.nonce.as_bytes().to_vec(),
+            nonce: tx.nonce.as_bytes().to_vec().into(),
             witnesses: tx.witnesses.iter().map(Into::into).collect(),
         }
     }
@@ -268,11 +269,15 @@ impl TryFrom<&v1::Transaction> for Transaction {
 impl From<&Attestation> for v1::Attestation {
     fn from(a: &Attestation) -> Self {
         v1::Attestation {
-            sentinel: a.sentinel.0.to_vec(),
-            root: a.root.as_bytes().to_vec(),
-            signature: a.signature.0.to_vec(),
+            sentinel: a.sentinel.0.to_vec().into(),
+            root: a.root.as_bytes().to_vec().into(),
+            signature: a.signature.0.to_vec().into(),
             leaf_index: a.leaf_index,
-            path: a.path.iter().map(|h| h.as_bytes().to_vec()).collect(),
+            path: a
+                .path
+                .iter()
+                .map(|h| h.as_bytes().to_vec().into())
+                .collect(),
         }
     }
 }
@@ -295,13 +300,17 @@ impl TryFrom<&v1::Attestation> for Attestation {
 impl From<&CompactTransaction> for v1::CompactTransaction {
     fn from(tx: &CompactTransaction) -> Self {
         v1::CompactTransaction {
-            id: tx.id.as_bytes().to_vec(),
-            inputs: tx.inputs.iter().map(|id| id.as_bytes().to_vec()).collect(),
+            id: tx.id.as_bytes().to_vec().into(),
+            inputs: tx
+                .inputs
+                .iter()
+                .map(|id| id.as_bytes().to_vec().into())
+                .collect(),
             outputs: tx
                 .outputs
                 .iter()
                 .map(|(id, value)| v1::CompactOutput {
-                    uhs_id: id.as_bytes().to_vec(),
+                    uhs_id: id.as_bytes().to_vec().into(),
                     value: value.cents(),
                 })
                 .collect(),
@@ -378,7 +387,7 @@ pub fn compact_transactions_to_wire(txs: &[CompactTransaction]) -> Vec<v1::Compa
 /// Reads a list of 32-byte ids (at most [`MAX_QUERY_ITEMS`]), as in status queries.
 pub fn id_list<T>(
     field: &'static str,
-    ids: &[Vec<u8>],
+    ids: &[Bytes],
     read: fn(&'static str, &[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {
     list(field, ids, MAX_QUERY_ITEMS, |id| read(field, id))
@@ -418,7 +427,7 @@ impl v1::GetTransactionStatusRequest {
 impl From<&UhsId> for v1::OutputRef {
     fn from(id: &UhsId) -> Self {
         v1::OutputRef {
-            r#ref: Some(v1::output_ref::Ref::UhsId(id.as_bytes().to_vec())),
+            r#ref: Some(v1::output_ref::Ref::UhsId(id.as_bytes().to_vec().into())),
         }
     }
 }
@@ -597,14 +606,14 @@ pub struct Rejection {
 impl From<&Rejection> for v1::TxRejection {
     fn from(r: &Rejection) -> Self {
         v1::TxRejection {
-            tx_id: r.tx_id.as_bytes().to_vec(),
+            tx_id: r.tx_id.as_bytes().to_vec().into(),
             reason: r.reason.into(),
             input_index: r.input_index,
             height: r.height,
             message: r.message.clone(),
             input_uhs_id: r
                 .input_uhs_id
-                .map(|id| id.as_bytes().to_vec())
+                .map(|id| id.as_bytes().to_vec().into())
                 .unwrap_or_default(),
         }
     }

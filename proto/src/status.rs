@@ -224,7 +224,9 @@ pub fn architecture(field: &'static str, value: i32) -> Result<v1::Architecture>
 impl v1::TransactionResult {
     fn with_status(tx_id: Option<&TxId>, status: v1::TxStatus) -> Self {
         let mut result = v1::TransactionResult {
-            tx_id: tx_id.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
+            tx_id: tx_id
+                .map(|id| id.as_bytes().to_vec().into())
+                .unwrap_or_default(),
             ..Default::default()
         };
         result.set_status(status);

@@ -118,14 +118,14 @@ proptest! {
     ) {
         let wire = v1::Transaction {
             inputs: vec![v1::Input {
-                outpoint: Some(v1::OutPoint { tx_id: vec![1; lens[0]], index: 0 }),
-                spent: Some(v1::Output { commitment: vec![2; lens[1]], value: 1 }),
+                outpoint: Some(v1::OutPoint { tx_id: vec![1; lens[0]].into(), index: 0 }),
+                spent: Some(v1::Output { commitment: vec![2; lens[1]].into(), value: 1 }),
             }],
             outputs: vec![],
-            nonce: vec![0; lens[2]],
+            nonce: vec![0; lens[2]].into(),
             witnesses: vec![v1::Witness {
-                program: Some(v1::WitnessProgram { version, program: vec![3; lens[3]] }),
-                signature: vec![4; sig_len],
+                program: Some(v1::WitnessProgram { version, program: vec![3; lens[3]].into() }),
+                signature: vec![4; sig_len].into(),
             }],
         };
         let program_ok = match version {

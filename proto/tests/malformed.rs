@@ -39,7 +39,7 @@ fn bad_lengths(n: usize) -> [usize; 4] {
 fn test_outpoint_wrong_tx_id_length() {
     for len in bad_lengths(32) {
         let wire = v1::OutPoint {
-            tx_id: vec![1; len],
+            tx_id: vec![1; len].into(),
             index: 0,
         };
         assert_eq!(
@@ -53,7 +53,7 @@ fn test_outpoint_wrong_tx_id_length() {
 fn test_output_wrong_commitment_length() {
     for len in bad_lengths(32) {
         let wire = v1::Output {
-            commitment: vec![1; len],
+            commitment: vec![1; len].into(),
             value: 5,
         };
         assert_eq!(
@@ -84,7 +84,7 @@ fn test_witness_program_wrong_p2pk_key_length() {
     for len in bad_lengths(32) {
         let wire = v1::WitnessProgram {
             version: 0,
-            program: vec![1; len],
+            program: vec![1; len].into(),
         };
         assert_eq!(
             WitnessProgram::try_from(&wire),
@@ -98,7 +98,7 @@ fn test_witness_program_version_above_a_byte() {
     for version in [256, u32::MAX] {
         let wire = v1::WitnessProgram {
             version,
-            program: vec![1; 32],
+            program: vec![1; 32].into(),
         };
         assert!(matches!(
             WitnessProgram::try_from(&wire),
@@ -114,7 +114,7 @@ fn test_witness_program_version_above_a_byte() {
 fn test_witness_program_unknown_version_too_long() {
     let wire = v1::WitnessProgram {
         version: 1,
-        program: vec![1; MAX_BYTES_LEN + 1],
+        program: vec![1; MAX_BYTES_LEN + 1].into(),
     };
     assert_eq!(
         WitnessProgram::try_from(&wire),
@@ -128,7 +128,7 @@ fn test_witness_program_unknown_version_too_long() {
     for len in [0, MAX_BYTES_LEN] {
         let wire = v1::WitnessProgram {
             version: 7,
-            program: vec![1; len],
+            program: vec![1; len].into(),
         };
         assert_eq!(
             WitnessProgram::try_from(&wire),
@@ -144,7 +144,7 @@ fn test_witness_program_unknown_version_too_long() {
 fn test_witness_wrong_signature_length_and_missing_program() {
     for len in bad_lengths(64) {
         let mut wire = wire_tx().witnesses.remove(0);
-        wire.signature = vec![1; len];
+        wire.signature = vec![1; len].into();
         assert_eq!(
             Witness::try_from(&wire),
             Err(wrong_length("witness.signature", 64, len))
@@ -162,7 +162,7 @@ fn test_witness_wrong_signature_length_and_missing_program() {
 fn test_transaction_wrong_nonce_length() {
     for len in bad_lengths(32) {
         let mut wire = wire_tx();
-        wire.nonce = vec![0; len];
+        wire.nonce = vec![0; len].into();
         assert_eq!(
             Transaction::try_from(&wire),
             Err(wrong_length("transaction.nonce", 32, len))
@@ -175,7 +175,7 @@ fn test_transaction_errors_name_the_element() {
     let mut wire = wire_tx();
     let good = wire.inputs[0].clone();
     wire.inputs = vec![good.clone(), good.clone(), good];
-    wire.inputs[2].outpoint.as_mut().unwrap().tx_id = vec![0; 31];
+    wire.inputs[2].outpoint.as_mut().unwrap().tx_id = vec![0; 31].into();
     let error = Transaction::try_from(&wire).unwrap_err();
     assert_eq!(
         error,
@@ -199,7 +199,8 @@ fn test_transaction_errors_name_the_element() {
     );
 
     let mut wire = wire_tx();
-    wire.witnesses[0].program.as_mut().unwrap().program.pop();
+    let program = &mut wire.witnesses[0].program.as_mut().unwrap().program;
+    program.truncate(program.len() - 1);
     let error = Transaction::try_from(&wire).unwrap_err();
     assert!(matches!(
         error,
@@ -256,19 +257,19 @@ fn test_attestation_wrong_lengths() {
     let base = wire_compact().attestations.remove(0);
     for len in bad_lengths(32) {
         let mut wire = base.clone();
-        wire.sentinel = vec![1; len];
+        wire.sentinel = vec![1; len].into();
         assert_eq!(
             Attestation::try_from(&wire),
             Err(wrong_length("attestation.sentinel", 32, len))
         );
         let mut wire = base.clone();
-        wire.root = vec![1; len];
+        wire.root = vec![1; len].into();
         assert_eq!(
             Attestation::try_from(&wire),
             Err(wrong_length("attestation.root", 32, len))
         );
         let mut wire = base.clone();
-        wire.path.push(vec![1; len]);
+        wire.path.push(vec![1; len].into());
         assert_eq!(
             Attestation::try_from(&wire),
             Err(wrong_length("attestation.path", 32, len).in_element("attestation.path", 1))
@@ -276,7 +277,7 @@ fn test_attestation_wrong_lengths() {
     }
     for len in bad_lengths(64) {
         let mut wire = base.clone();
-        wire.signature = vec![1; len];
+        wire.signature = vec![1; len].into();
         assert_eq!(
             Attestation::try_from(&wire),
             Err(wrong_length("attestation.signature", 64, len))
@@ -287,7 +288,7 @@ fn test_attestation_wrong_lengths() {
 #[test]
 fn test_attestation_path_too_deep() {
     let mut wire = wire_compact().attestations.remove(0);
-    wire.path = vec![vec![0; 32]; MAX_MERKLE_DEPTH + 1];
+    wire.path = vec![vec![0; 32].into(); MAX_MERKLE_DEPTH + 1];
     assert_eq!(
         Attestation::try_from(&wire),
         Err(ProtoError::TooMany {
@@ -304,27 +305,27 @@ fn test_attestation_path_too_deep() {
 fn test_compact_transaction_wrong_lengths() {
     for len in bad_lengths(32) {
         let mut wire = wire_compact();
-        wire.id = vec![1; len];
+        wire.id = vec![1; len].into();
         assert_eq!(
             CompactTransaction::try_from(&wire),
             Err(wrong_length("compact_transaction.id", 32, len))
         );
         let mut wire = wire_compact();
-        wire.inputs[0] = vec![1; len];
+        wire.inputs[0] = vec![1; len].into();
         assert_eq!(
             CompactTransaction::try_from(&wire),
             Err(wrong_length("compact_transaction.inputs", 32, len)
                 .in_element("compact_transaction.inputs", 0))
         );
         let mut wire = wire_compact();
-        wire.outputs[0].uhs_id = vec![1; len];
+        wire.outputs[0].uhs_id = vec![1; len].into();
         assert_eq!(
             CompactTransaction::try_from(&wire),
             Err(wrong_length("compact_output.uhs_id", 32, len)
                 .in_element("compact_transaction.outputs", 0))
         );
         let mut wire = wire_compact();
-        wire.attestations[0].root = vec![1; len];
+        wire.attestations[0].root = vec![1; len].into();
         assert_eq!(
             CompactTransaction::try_from(&wire).unwrap_err().root(),
             &wrong_length("attestation.root", 32, len)
@@ -345,7 +346,7 @@ fn test_compact_transaction_too_many_elements() {
         })
     );
     let mut wire = wire_compact();
-    wire.inputs = vec![vec![0; 32]; MAX_LIST_ITEMS + 1];
+    wire.inputs = vec![vec![0; 32].into(); MAX_LIST_ITEMS + 1];
     assert!(matches!(
         CompactTransaction::try_from(&wire),
         Err(ProtoError::TooMany {
@@ -411,7 +412,7 @@ fn test_requests_missing_fields() {
 fn test_requests_wrong_id_lengths() {
     for len in bad_lengths(32) {
         let request = v1::GetTransactionStatusRequest {
-            tx_id: vec![1; len],
+            tx_id: vec![1; len].into(),
         };
         assert_eq!(
             request.to_tx_id(),
@@ -423,7 +424,7 @@ fn test_requests_wrong_id_lengths() {
         );
         let request = v1::GetOutputStatusRequest {
             outputs: vec![v1::OutputRef {
-                r#ref: Some(v1::output_ref::Ref::UhsId(vec![1; len])),
+                r#ref: Some(v1::output_ref::Ref::UhsId(vec![1; len].into())),
             }],
         };
         assert_eq!(
@@ -431,7 +432,7 @@ fn test_requests_wrong_id_lengths() {
             &wrong_length("output_ref.uhs_id", 32, len)
         );
         let request = v1::ShardTransactionStatusRequest {
-            tx_ids: vec![vec![0; 32], vec![1; len]],
+            tx_ids: vec![vec![0; 32].into(), vec![1; len].into()],
         };
         assert_eq!(
             request.to_tx_ids(),
@@ -441,7 +442,7 @@ fn test_requests_wrong_id_lengths() {
             )
         );
         let result = v1::TransactionResult {
-            tx_id: vec![1; len],
+            tx_id: vec![1; len].into(),
             ..Default::default()
         };
         assert!(matches!(
@@ -465,7 +466,7 @@ fn test_requests_too_many_query_items() {
         })
     );
     let request = v1::WatchtowerTxStatusRequest {
-        tx_ids: vec![vec![0; 32]; MAX_QUERY_ITEMS + 1],
+        tx_ids: vec![vec![0; 32].into(); MAX_QUERY_ITEMS + 1],
     };
     assert!(matches!(
         request.to_tx_ids(),
@@ -496,7 +497,7 @@ fn test_enums_out_of_range() {
     let tx_id = fixed_transaction().tx_id();
     for reason in [0, 10, -1, i32::MAX] {
         let wire = v1::TxRejection {
-            tx_id: tx_id.as_bytes().to_vec(),
+            tx_id: tx_id.as_bytes().to_vec().into(),
             reason,
             ..Default::default()
         };

@@ -161,7 +161,7 @@ fn test_submit_request_readers() {
     assert_eq!(stream.to_transaction().unwrap(), tx);
     assert!(!stream.wants_wait());
     let status = v1::GetTransactionStatusRequest {
-        tx_id: tx.tx_id().as_bytes().to_vec(),
+        tx_id: tx.tx_id().as_bytes().to_vec().into(),
     };
     assert_eq!(status.to_tx_id().unwrap(), tx.tx_id());
 }
@@ -190,7 +190,7 @@ fn test_internal_request_readers() {
         transactions: vec![(&compact).into(), (&compact).into()],
     };
     assert_eq!(batch.to_transactions().unwrap(), vec![compact.clone(); 2]);
-    let ids = vec![compact.id.as_bytes().to_vec()];
+    let ids = vec![compact.id.as_bytes().to_vec().into()];
     let shard = v1::ShardTransactionStatusRequest {
         tx_ids: ids.clone(),
     };
@@ -201,7 +201,7 @@ fn test_internal_request_readers() {
     };
     assert_eq!(watch.to_tx_ids().unwrap(), vec![compact.id]);
     let outputs = v1::ShardOutputStatusRequest {
-        uhs_ids: vec![compact.inputs[0].as_bytes().to_vec()],
+        uhs_ids: vec![compact.inputs[0].as_bytes().to_vec().into()],
     };
     assert_eq!(outputs.to_uhs_ids().unwrap(), compact.inputs);
 }

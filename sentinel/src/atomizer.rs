@@ -193,7 +193,7 @@ impl AtomizerBackend {
         ids: &[UhsId],
     ) -> Result<Vec<Option<OutputState>>, BackendError> {
         let request = v1::ShardOutputStatusRequest {
-            uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+            uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
         };
         let response = WatchtowerClient::new(self.watchtower.clone())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
@@ -225,7 +225,7 @@ impl AtomizerBackend {
         ids: Vec<UhsId>,
     ) -> Result<Vec<OutputState>, BackendError> {
         let request = v1::ShardOutputStatusRequest {
-            uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+            uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
         };
         let mut last = String::new();
         for (endpoint, channel) in &self.shards[group] {
@@ -421,7 +421,7 @@ async fn watchtower_status(
     ids: &[TxId],
 ) -> Result<Vec<(TxId, TxState)>, BackendError> {
     let request = v1::WatchtowerTxStatusRequest {
-        tx_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+        tx_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
     };
     let response = WatchtowerClient::new(watchtower.clone())
         .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)

@@ -131,7 +131,7 @@ impl OutputState {
             OutputState::SpentOrAbsent => (v1::OutputStatus::SpentOrAbsent, None),
         };
         let mut entry = v1::OutputStatusEntry {
-            uhs_id: id.as_bytes().to_vec(),
+            uhs_id: id.as_bytes().to_vec().into(),
             value,
             ..Default::default()
         };
@@ -305,7 +305,7 @@ impl TwoPhaseBackend {
         ids: Vec<UhsId>,
     ) -> Result<Vec<OutputState>, BackendError> {
         let request = v1::ShardOutputStatusRequest {
-            uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+            uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
         };
         let response = query_shard(&client, request, |mut query, request| async move {
             query.get_output_status(request).await
@@ -413,7 +413,7 @@ impl Backend for TwoPhaseBackend {
         Box::pin(async move {
             let client = &self.shards[self.shard_map.shard_for_tx(&id)];
             let request = v1::ShardTransactionStatusRequest {
-                tx_ids: vec![id.as_bytes().to_vec()],
+                tx_ids: vec![id.as_bytes().to_vec().into()],
             };
             let response = query_shard(client, request, |mut query, request| async move {
                 query.get_transaction_status(request).await

@@ -46,13 +46,13 @@ impl SentinelService {
             issuer_public_key: params
                 .validator
                 .issuer
-                .map(|k| k.0.to_vec())
+                .map(|k| k.0.to_vec().into())
                 .unwrap_or_default(),
             limits: Some((&params.validator.limits).into()),
             attestation_threshold: params.attestation_threshold,
             shard_count: params.shard_map.len() as u32,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            sentinel_public_key: params.key.public_key().0.to_vec(),
+            sentinel_public_key: params.key.public_key().0.to_vec().into(),
             max_message_bytes: MAX_MESSAGE_BYTES as u64,
             ..Default::default()
         };

@@ -119,7 +119,7 @@ async fn test_grpc_transfer_confirmed_and_status_queries() -> anyhow::Result<()>
     let status = s
         .client
         .get_transaction_status(v1::GetTransactionStatusRequest {
-            tx_id: t.tx_id().as_bytes().to_vec(),
+            tx_id: t.tx_id().as_bytes().to_vec().into(),
         })
         .await?
         .into_inner();
@@ -184,7 +184,9 @@ async fn test_grpc_malformed_hash_length_invalid_argument() -> anyhow::Result<()
 
     let status = s
         .client
-        .get_transaction_status(v1::GetTransactionStatusRequest { tx_id: vec![1; 5] })
+        .get_transaction_status(v1::GetTransactionStatusRequest {
+            tx_id: vec![1; 5].into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -293,7 +295,9 @@ async fn test_grpc_backend_unavailable() -> anyhow::Result<()> {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     let status = s
         .client
-        .get_transaction_status(v1::GetTransactionStatusRequest { tx_id: vec![7; 32] })
+        .get_transaction_status(v1::GetTransactionStatusRequest {
+            tx_id: vec![7; 32].into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);

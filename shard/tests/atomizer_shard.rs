@@ -83,7 +83,7 @@ async fn test_blocks_advance_height_and_uhs() -> Result<()> {
     ensure!(status.code() == Code::InvalidArgument, "{status:?}");
     let status = query
         .get_transaction_status(v1::ShardTransactionStatusRequest {
-            tx_ids: vec![txid(1).as_bytes().to_vec()],
+            tx_ids: vec![txid(1).as_bytes().to_vec().into()],
         })
         .await
         .unwrap_err();
@@ -336,7 +336,7 @@ async fn test_malformed_submission_is_invalid_argument() -> Result<()> {
     let node = Node::start(params(dir.path(), &peers, FAST)).await?;
     node.wait_caught_up().await?;
     let mut wire = compact_transactions_to_wire(&[ctx(txid(1), &[uhs(IN, 1)], &[])]);
-    wire[0].id = vec![1, 2, 3];
+    wire[0].id = vec![1, 2, 3].into();
     let mut client = node.client().await?;
     let status = client
         .submit_transactions(v1::ShardSubmitRequest { transactions: wire })
@@ -783,7 +783,7 @@ async fn output_status(
     ids: &[UhsId],
 ) -> Result<Vec<(v1::OutputStatus, Option<u64>, Option<u64>)>, Status> {
     let request = v1::ShardOutputStatusRequest {
-        uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+        uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
     };
     Ok(query
         .get_output_status(request)

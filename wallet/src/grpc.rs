@@ -220,7 +220,7 @@ impl Ledger for GrpcLedger {
     fn tx_status(&self, id: TxId) -> BoxFuture<'_, Result<TxStatus, LedgerError>> {
         Box::pin(async move {
             let mut request = tonic::Request::new(v1::GetTransactionStatusRequest {
-                tx_id: id.as_bytes().to_vec(),
+                tx_id: id.as_bytes().to_vec().into(),
             });
             request.set_timeout(QUERY_TIMEOUT);
             let mut client = self.client.clone();
@@ -263,7 +263,7 @@ impl Ledger for GrpcLedger {
                     )));
                 }
                 for (id, entry) in chunk.iter().zip(&entries) {
-                    if entry.uhs_id != id.as_bytes() {
+                    if entry.uhs_id[..] != id.as_bytes()[..] {
                         return Err(LedgerError::Protocol(
                             "output status answers out of order".into(),
                         ));

@@ -677,7 +677,9 @@ impl Cluster {
             let deadline = Instant::now() + WAIT;
             loop {
                 let result = client
-                    .get_transaction_status(v1::GetTransactionStatusRequest { tx_id: id.clone() })
+                    .get_transaction_status(v1::GetTransactionStatusRequest {
+                        tx_id: id.clone().into(),
+                    })
                     .await
                     .unwrap()
                     .into_inner()

@@ -89,7 +89,7 @@ impl AtomizerShardQueryService {
 /// The wire entry of `id`: unspent with `value` or spent-or-absent, at `height`.
 fn output_status_entry(id: &UhsId, value: Option<u64>, height: u64) -> v1::OutputStatusEntry {
     let mut entry = v1::OutputStatusEntry {
-        uhs_id: id.as_bytes().to_vec(),
+        uhs_id: id.as_bytes().to_vec().into(),
         value,
         block_height: Some(height),
         ..Default::default()

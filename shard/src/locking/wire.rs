@@ -86,7 +86,7 @@ pub fn output_status_entry(id: &UhsId, status: &OutputStatus) -> v1::OutputStatu
         OutputStatus::Locked(value, _) => (v1::OutputStatus::Locked, Some(value.cents())),
     };
     let mut entry = v1::OutputStatusEntry {
-        uhs_id: id.as_bytes().to_vec(),
+        uhs_id: id.as_bytes().to_vec().into(),
         value,
         block_height: None,
         ..Default::default()

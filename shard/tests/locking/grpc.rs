@@ -82,7 +82,7 @@ async fn discard(shard: &mut Shard, sequence: u64) -> Result<(), Status> {
 
 async fn tx_status(query: &mut Query, ids: &[TxId]) -> Result<Vec<v1::TransactionResult>, Status> {
     let request = ShardTransactionStatusRequest {
-        tx_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+        tx_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
     };
     Ok(query
         .get_transaction_status(request)
@@ -96,7 +96,7 @@ async fn output_status(
     ids: &[UhsId],
 ) -> Result<Vec<(v1::OutputStatus, Option<u64>)>, Status> {
     let request = ShardOutputStatusRequest {
-        uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec()).collect(),
+        uhs_ids: ids.iter().map(|id| id.as_bytes().to_vec().into()).collect(),
     };
     Ok(query
         .get_output_status(request)
@@ -228,7 +228,7 @@ async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
     };
     assert_code(shard.lock(no_dtx).await, Code::InvalidArgument);
     let mut short_id = compact_transactions_to_wire(&double);
-    short_id[0].id.pop();
+    short_id[0].id.truncate(31);
     let bad_tx = LockRequest {
         dtx_id: dtx_id(4),
         transactions: short_id,
@@ -253,7 +253,7 @@ async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
         Code::InvalidArgument,
     );
     let short = ShardOutputStatusRequest {
-        uhs_ids: vec![vec![0; 5]],
+        uhs_ids: vec![vec![0; 5].into()],
     };
     assert_code(query.get_output_status(short).await, Code::InvalidArgument);
 
