@@ -210,7 +210,7 @@ impl TryFrom<&v1::WitnessProgram> for WitnessProgram {
         }
         Ok(WitnessProgram::Unknown {
             version,
-            program: p.program.clone().into(),
+            program: p.program.to_vec(),
         })
     }
 }
