@@ -373,17 +373,23 @@ impl<'a> Tables<'a> {
         batch: &mut WriteBatch,
         dtx: &DtxKey,
     ) -> Result<(), LockingError> {
-        let seq = self.tombstones.next;
-        self.put_dtx(batch, dtx, &DtxRecord::Discarded { seq })?;
-        self.put(
-            batch,
-            Table::DtxOrder,
-            &seq_key(seq),
-            dtx.to_bytes().to_vec(),
-        );
-        self.tombstones.next = seq + 1;
+        let seq = self.append_order(batch, Table::DtxOrder, dtx.to_bytes().to_vec());
+        self.put_dtx(batch, dtx, &DtxRecord::Discarded { seq })
+    }
+
+    /// Stages `key` as the newest entry of the order table `order` (`DtxOrder` or
+    /// `OutcomeOrder`) and returns its number.
+    fn append_order(&mut self, batch: &mut WriteBatch, order: Table, key: Vec<u8>) -> u64 {
+        let window = if order == Table::DtxOrder {
+            &mut self.tombstones
+        } else {
+            &mut self.outcomes
+        };
+        let seq = window.next;
+        window.next = seq + 1;
         self.windows_dirty = true;
-        Ok(())
+        self.put(batch, order, &seq_key(seq), key);
+        seq
     }
 
     /// The recorded outcome of `tx`, if any.
@@ -428,15 +434,7 @@ impl<'a> Tables<'a> {
         tx: &TxId,
         state: StoredOutcome,
     ) -> Result<(), LockingError> {
-        let seq = self.outcomes.next;
-        self.put(
-            batch,
-            Table::OutcomeOrder,
-            &seq_key(seq),
-            tx.as_bytes().to_vec(),
-        );
-        self.outcomes.next = seq + 1;
-        self.windows_dirty = true;
+        let seq = self.append_order(batch, Table::OutcomeOrder, tx.as_bytes().to_vec());
         let value = encode("outcome", &OutcomeRecord { seq, state })?;
         self.put(batch, Table::Outcomes, tx.as_bytes(), value);
         Ok(())
