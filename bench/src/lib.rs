@@ -95,7 +95,8 @@
 //!   latency histograms and the per-second series;
 //! - [`answers`]: what came back, counted and checked against the expectations;
 //! - [`ceiling`]: this machine's signature and validation ceiling;
-//! - [`system`]: the machine and the memory of watched processes, from `/proc`;
+//! - [`system`]: the machine and the memory and CPU time of watched processes, from
+//!   `/proc`;
 //! - [`report`] and [`plot`]: the summary table, JSON and SVG.
 
 pub mod answers;
@@ -124,7 +125,7 @@ pub use cluster::ClusterInfo;
 pub use driver::{Latency, TimelinePoint};
 pub use error::BenchError;
 pub use report::Report;
-pub use system::{MemoryUsage, WatchedProcess};
+pub use system::{CpuUsage, CpuWindow, MemoryUsage, WatchedProcess};
 pub use workload::{Expectation, FundingPlan, InvalidKind, Workload, WorkloadSpec};
 
 use crate::driver::{DriveConfig, LoadMode};
@@ -165,7 +166,7 @@ pub struct Target {
     pub endpoints: Vec<String>,
     /// How the funds are prepared.
     pub funding: Funding,
-    /// Processes whose peak memory the report gives.
+    /// Processes whose peak memory and CPU time the report gives.
     pub watch: Vec<WatchedProcess>,
 }
 
@@ -310,6 +311,15 @@ pub async fn run_silent(args: &BenchArgs, target: Target) -> Result<Report, Benc
         },
     };
     let ids: Arc<[TxId]> = ids.into();
+    // The CPU window opens when the warm-up ends, as the measured answers begin.
+    let cpu_window = tokio::spawn({
+        let watch = target.watch.clone();
+        let warmup = args.warmup;
+        async move {
+            tokio::time::sleep(warmup).await;
+            CpuWindow::start(&watch)
+        }
+    });
     let mut outcome = driver::drive(
         channels,
         requests,
@@ -323,6 +333,12 @@ pub async fn run_silent(args: &BenchArgs, target: Target) -> Result<Report, Benc
         },
     )
     .await?;
+    let cpu = if cpu_window.is_finished() {
+        cpu_window.await?.finish(outcome.measured)
+    } else {
+        cpu_window.abort();
+        Vec::new()
+    };
     let deadline = tokio::time::Instant::now() + args.drain_timeout;
     let mut warnings = std::mem::take(&mut outcome.warnings);
     match cluster::resolve_pending(
@@ -382,6 +398,7 @@ pub async fn run_silent(args: &BenchArgs, target: Target) -> Result<Report, Benc
         checks,
         ceiling,
         memory: target.watch.iter().map(MemoryUsage::read).collect(),
+        cpu,
         timeline: outcome.timeline,
         warnings,
     }

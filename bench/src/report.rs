@@ -12,7 +12,7 @@ use crate::ceiling::Ceiling;
 use crate::cluster::ClusterInfo;
 use crate::driver::{Latency, TimelinePoint};
 use crate::error::BenchError;
-use crate::system::{Machine, MemoryUsage};
+use crate::system::{CpuUsage, Machine, MemoryUsage};
 use crate::workload::FundingKind;
 
 /// File name of the JSON report in the output directory.
@@ -125,6 +125,10 @@ pub struct Report {
     pub ceiling: Option<CeilingReport>,
     /// Memory of the watched processes.
     pub memory: Vec<MemoryUsage>,
+    /// CPU time of the watched processes after the warm-up (empty in reports of earlier
+    /// versions, and when the run ended before its warm-up did).
+    #[serde(default)]
+    pub cpu: Vec<CpuUsage>,
     /// One point per second.
     pub timeline: Vec<TimelinePoint>,
     /// What the operator should know about the run.
@@ -176,6 +180,12 @@ impl Report {
             x.tx_per_s_from_signatures = round(x.tx_per_s_from_signatures, RATE);
             x.validated_tx_per_s = round(x.validated_tx_per_s, RATE);
             x.measured_s = round(x.measured_s, SECONDS);
+        }
+        for usage in &mut self.cpu {
+            usage.cpu_s = usage.cpu_s.map(|c| round(c, 3));
+            usage.window_s = round(usage.window_s, SECONDS);
+            usage.cores_busy = usage.cores_busy.map(|c| round(c, 3));
+            usage.ms_per_1000_tx = usage.ms_per_1000_tx.map(|c| round(c, 1));
         }
         for point in &mut self.timeline {
             point.start_s = round(point.start_s, SECONDS);
@@ -335,6 +345,20 @@ impl Report {
                 (None, None) => format!("{} (pid {}) unknown", m.label, m.pid),
             };
             rows.push(("peak memory", value));
+        }
+        for c in &self.cpu {
+            let value = match (c.cores_busy, c.ms_per_1000_tx, &c.error) {
+                (Some(cores), Some(per_1000), _) => format!(
+                    "{} (pid {}) {cores:.2} cores busy, {per_1000:.0} ms of CPU per 1,000 tx",
+                    c.label, c.pid
+                ),
+                (Some(cores), None, _) => {
+                    format!("{} (pid {}) {cores:.2} cores busy", c.label, c.pid)
+                }
+                (None, _, Some(e)) => format!("{} (pid {}) unknown: {e}", c.label, c.pid),
+                (None, _, None) => format!("{} (pid {}) unknown", c.label, c.pid),
+            };
+            rows.push(("cpu", value));
         }
         let machine = &self.machine;
         rows.push((
@@ -506,6 +530,26 @@ pub(crate) mod tests {
                 rss_bytes: Some(256 * 1024 * 1024),
                 error: None,
             }],
+            cpu: vec![
+                CpuUsage {
+                    label: "cluster".into(),
+                    pid: 1234,
+                    cpu_s: Some(15.2),
+                    window_s: 8.0,
+                    cores_busy: Some(1.9),
+                    ms_per_1000_tx: Some(153.9),
+                    error: None,
+                },
+                CpuUsage {
+                    label: "gone".into(),
+                    pid: 99,
+                    cpu_s: None,
+                    window_s: 8.0,
+                    cores_busy: None,
+                    ms_per_1000_tx: None,
+                    error: Some("no such process".into()),
+                },
+            ],
             timeline: (0..10)
                 .map(|s| TimelinePoint {
                     start_s: s as f64,
@@ -549,6 +593,8 @@ pub(crate) mod tests {
             "45,000 sig/s on 2 threads = 22,500 tx/s; validate_many 20,000 tx/s",
             "50.0 % of the signature ceiling, 62.5 % of the validation ceiling",
             "cluster (pid 1234) 512.0 MiB",
+            "cluster (pid 1234) 1.90 cores busy, 154 ms of CPU per 1,000 tx",
+            "gone (pid 99) unknown: no such process",
             "warning: something to know",
         ] {
             assert!(table.contains(needle), "missing {needle:?} in\n{table}");
@@ -600,6 +646,11 @@ pub(crate) mod tests {
         assert_eq!(Report::from_json(&text).unwrap(), report);
         assert!(text.contains("\"throughput_tps\": 12345.5"));
         assert!(text.contains("\"mode\": \"closed\""));
+        // Reports written before the CPU figures existed still read.
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("cpu");
+        let old = Report::from_json(&old.to_string()).unwrap();
+        assert!(old.cpu.is_empty());
         assert!(matches!(
             Report::from_json("{\"harness_version\": 1}"),
             Err(BenchError::Json(_))

@@ -39,6 +39,13 @@ async fn smoke(architecture: Architecture) {
     assert!(report.passed(), "{report:?}");
     assert!(dir.path().join("results/report.json").exists());
     assert!(dir.path().join("results/plot.svg").exists());
+    // The embedded cluster's process is watched: its CPU time over the run is reported.
+    assert_eq!(report.cpu.len(), 1, "{:?}", report.cpu);
+    if cfg!(target_os = "linux") {
+        let cpu = &report.cpu[0];
+        assert!(cpu.cpu_s.is_some_and(|c| c > 0.0), "{cpu:?}");
+        assert!(cpu.ms_per_1000_tx.is_some_and(|c| c > 0.0), "{cpu:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
