@@ -50,30 +50,42 @@ impl LockingShardService {
     /// The lock slots of `txs`: each one whose attestations pass, stripped of them (the
     /// log need not carry what the leader checked); each one that fails, refused with
     /// `ATTESTATION` in its place, so that the others still settle and the positions
-    /// still match the coordinator's. Signature checks are CPU work: off the async
-    /// runtime.
+    /// still match the coordinator's. The checks are CPU work (hashing, and a signature
+    /// per new root): long slices go off the async runtime.
     async fn attested_slots(&self, txs: Vec<CompactTransaction>) -> Result<Vec<LockSlot>, Status> {
+        if txs.len() < BLOCKING_CHECK_FROM {
+            return Ok(attested_slots(&self.verifier, txs));
+        }
         let verifier = self.verifier.clone();
-        tokio::task::spawn_blocking(move || {
-            txs.into_iter()
-                .map(|mut tx| match verifier.verify(&tx) {
-                    Ok(()) => {
-                        tx.attestations.clear();
-                        LockSlot::Check(tx)
-                    }
-                    Err(e) => {
-                        tracing::debug!(tx = %tx.id, error = %e, "attestation refused");
-                        LockSlot::Refused {
-                            id: tx.id,
-                            reason: RejectCode::Attestation,
-                        }
-                    }
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| Status::internal(format!("attestation check failed: {e}")))
+        tokio::task::spawn_blocking(move || attested_slots(&verifier, txs))
+            .await
+            .map_err(|e| Status::internal(format!("attestation check failed: {e}")))
     }
+}
+
+/// Slices at least this long have their attestations checked on the blocking pool.
+/// Shorter ones (a few microseconds of hashing per transaction, well under a millisecond
+/// in all) are checked in place: handing them to another thread costs two thread
+/// switches, which under moderate load, when slices are small, cost more than the check.
+const BLOCKING_CHECK_FROM: usize = 64;
+
+/// See [`LockingShardService::attested_slots`].
+fn attested_slots(verifier: &AttestationVerifier, txs: Vec<CompactTransaction>) -> Vec<LockSlot> {
+    txs.into_iter()
+        .map(|mut tx| match verifier.verify(&tx) {
+            Ok(()) => {
+                tx.attestations.clear();
+                LockSlot::Check(tx)
+            }
+            Err(e) => {
+                tracing::debug!(tx = %tx.id, error = %e, "attestation refused");
+                LockSlot::Refused {
+                    id: tx.id,
+                    reason: RejectCode::Attestation,
+                }
+            }
+        })
+        .collect()
 }
 
 /// The answer to a response of the wrong kind (the machine answers each command with its

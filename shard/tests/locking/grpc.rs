@@ -267,6 +267,39 @@ async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
     group.shutdown().await
 }
 
+/// A slice long enough to have its attestations checked off the async runtime is judged
+/// exactly as short ones are: each forged transaction refused in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_grpc_long_slice_refuses_forged_attestations_in_place() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut group =
+        ShardGroup::start(dir.path(), 1, LockingShardParams::new(LOW), verifier()).await?;
+    let leader = group.wait_leader(ELECTION).await?;
+    let mut shard = Shard::connect(group.url(leader)?).await?;
+    let mints = |key: &SecretKey, from: u64, count: u64| {
+        let txs = (from..from + count)
+            .map(|n| ctx(txid(IN, n), &[], &[(uhs(IN, n), 1)]))
+            .collect();
+        attested(key, txs)
+    };
+    let mut slice = mints(&sentinel(), 1, 100);
+    let forged = mints(&SecretKey::from_bytes(&[9; 32]), 1_000, 2);
+    slice.insert(10, forged[0].clone());
+    slice.push(forged[1].clone());
+    let results = lock(&mut shard, 1, &slice).await?;
+    ensure!(results.len() == slice.len(), "{results:?}");
+    for (i, result) in results.iter().enumerate() {
+        if i == 10 || i == slice.len() - 1 {
+            ensure!(!result.locked, "position {i}: {result:?}");
+            assert_eq!(result.reason(), RejectReason::Attestation);
+        } else {
+            ensure!(result.locked, "position {i}: {result:?}");
+        }
+    }
+    group.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_grpc_three_replicas_follower_redirects_and_locks_survive_leader_stop() -> Result<()> {
     let dir = tempfile::tempdir()?;
