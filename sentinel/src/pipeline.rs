@@ -94,9 +94,9 @@ impl Shared {
         let ids: Vec<TxId> = jobs.iter().map(|j| j.id).collect();
         let shared = self.clone();
         // Validation (signature batches across the rayon pool) and attestation are CPU
-        // work: run them off the async runtime, on the rayon pool itself. Through the
-        // blocking pool, a thread there would wake only to wait for rayon's: two thread
-        // switches more per batch, which at moderate load (small batches) add up.
+        // work: run them off the async runtime, on the rayon pool itself (a blocking-pool
+        // thread would only wake to wait for rayon's, two thread switches per batch).
+        // A panic there is caught and answered like one of the blocking pool.
         let (done, checked) = oneshot::channel();
         rayon::spawn(move || {
             let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
