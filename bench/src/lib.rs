@@ -125,11 +125,12 @@ pub use cluster::ClusterInfo;
 pub use driver::{Latency, TimelinePoint};
 pub use error::BenchError;
 pub use report::Report;
-pub use system::{CpuUsage, CpuWindow, MemoryUsage, WatchedProcess};
+pub use system::{CpuUsage, MemoryUsage, WatchedProcess};
 pub use workload::{Expectation, FundingPlan, InvalidKind, Workload, WorkloadSpec};
 
 use crate::driver::{DriveConfig, LoadMode};
 use crate::report::{CeilingReport, Preparation, RunConfig};
+use crate::system::CpuWindow;
 
 /// Most funding outputs per mint when the cluster allows more: a mint this size is a
 /// few kilobytes, far below the message limit.

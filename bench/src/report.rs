@@ -339,26 +339,17 @@ impl Report {
             ));
         }
         for m in &self.memory {
-            let value = match (m.peak_rss_bytes, &m.error) {
-                (Some(peak), _) => format!("{} (pid {}) {}", m.label, m.pid, mib(peak)),
-                (None, Some(e)) => format!("{} (pid {}) unknown: {e}", m.label, m.pid),
-                (None, None) => format!("{} (pid {}) unknown", m.label, m.pid),
-            };
-            rows.push(("peak memory", value));
+            let value = m.peak_rss_bytes.map(mib);
+            rows.push(("peak memory", process_row(&m.label, m.pid, value, &m.error)));
         }
         for c in &self.cpu {
-            let value = match (c.cores_busy, c.ms_per_1000_tx, &c.error) {
-                (Some(cores), Some(per_1000), _) => format!(
-                    "{} (pid {}) {cores:.2} cores busy, {per_1000:.0} ms of CPU per 1,000 tx",
-                    c.label, c.pid
-                ),
-                (Some(cores), None, _) => {
-                    format!("{} (pid {}) {cores:.2} cores busy", c.label, c.pid)
+            let value = c.cores_busy.map(|cores| match c.ms_per_1000_tx {
+                Some(per_1000) => {
+                    format!("{cores:.2} cores busy, {per_1000:.0} ms of CPU per 1,000 tx")
                 }
-                (None, _, Some(e)) => format!("{} (pid {}) unknown: {e}", c.label, c.pid),
-                (None, _, None) => format!("{} (pid {}) unknown", c.label, c.pid),
-            };
-            rows.push(("cpu", value));
+                None => format!("{cores:.2} cores busy"),
+            });
+            rows.push(("cpu", process_row(&c.label, c.pid, value, &c.error)));
         }
         let machine = &self.machine;
         rows.push((
@@ -429,6 +420,16 @@ fn mib(bytes: u64) -> String {
         format!("{:.2} GiB", mib / 1024.0)
     } else {
         format!("{mib:.1} MiB")
+    }
+}
+
+/// A summary value about one watched process: `label (pid N) value`, or why it is
+/// unknown.
+fn process_row(label: &str, pid: u32, value: Option<String>, error: &Option<String>) -> String {
+    match (value, error) {
+        (Some(value), _) => format!("{label} (pid {pid}) {value}"),
+        (None, Some(e)) => format!("{label} (pid {pid}) unknown: {e}"),
+        (None, None) => format!("{label} (pid {pid}) unknown"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use cbdc_consensus::leader_hint;
+use cbdc_consensus::{leader_hint, NodeId};
 use cbdc_core::{attest_batch, AttestationVerifier, CompactTransaction, SecretKey, TxId, UhsId};
 use cbdc_proto::convert::compact_transactions_to_wire;
 use cbdc_proto::v1::locking_shard_client::LockingShardClient;
@@ -122,12 +122,17 @@ fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) {
     }
 }
 
+/// A one-replica group in `dir` owning `LOW`, once it leads, and its leader.
+async fn single_replica(dir: &std::path::Path) -> Result<(ShardGroup, NodeId)> {
+    let group = ShardGroup::start(dir, 1, LockingShardParams::new(LOW), verifier()).await?;
+    let leader = group.wait_leader(ELECTION).await?;
+    Ok((group, leader))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut group =
-        ShardGroup::start(dir.path(), 1, LockingShardParams::new(LOW), verifier()).await?;
-    let leader = group.wait_leader(ELECTION).await?;
+    let (mut group, leader) = single_replica(dir.path()).await?;
     let mut shard = Shard::connect(group.url(leader)?).await?;
     let mut query = Query::connect(group.url(leader)?).await?;
     let key = sentinel();
@@ -272,9 +277,7 @@ async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_grpc_long_slice_refuses_forged_attestations_in_place() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut group =
-        ShardGroup::start(dir.path(), 1, LockingShardParams::new(LOW), verifier()).await?;
-    let leader = group.wait_leader(ELECTION).await?;
+    let (mut group, leader) = single_replica(dir.path()).await?;
     let mut shard = Shard::connect(group.url(leader)?).await?;
     let mints = |key: &SecretKey, from: u64, count: u64| {
         let txs = (from..from + count)
