@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use cbdc_consensus::storage::{cf, clear_cf};
 use cbdc_consensus::{ConsensusError, StateMachine};
-use cbdc_core::encoding::{put_len, Reader};
-use cbdc_core::{CompactTransaction, Decode, DecodeError, Encode};
+use cbdc_core::{decode_compact_batch, encode_compact_batch, CompactTransaction, DecodeError};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +32,6 @@ pub const CF_COORD_META: &str = "coord_meta";
 const KEY_NEXT_SEQUENCE: &[u8] = b"next_sequence";
 /// Version of the snapshot format, so that an incompatible replica fails loudly.
 const SNAPSHOT_VERSION: u32 = 1;
-/// Smallest canonical compact transaction: id and three empty list counts.
-const MIN_COMPACT_TX_SIZE: usize = 32 + 4 + 4 + 4;
 
 /// A dtx's transactions (attestations included) in their canonical encoding:
 /// `u32 count ‖ count × CompactTransaction`.
@@ -45,26 +42,14 @@ const MIN_COMPACT_TX_SIZE: usize = 32 + 4 + 4 + 4;
 pub struct DtxTransactions(#[serde(with = "cbdc_consensus::byte_string")] Vec<u8>);
 
 impl DtxTransactions {
-    /// Encodes `txs`.
+    /// Encodes `txs` ([`encode_compact_batch`]).
     pub fn encode(txs: &[CompactTransaction]) -> Self {
-        // Typical compact transactions take a few hundred bytes with an attestation.
-        let mut out = Vec::with_capacity(4 + txs.len() * 512);
-        put_len(&mut out, txs.len());
-        for tx in txs {
-            tx.encode_to(&mut out);
-        }
-        Self(out)
+        Self(encode_compact_batch(txs))
     }
 
     /// Decodes the transactions (strictly: trailing bytes are an error).
     pub fn decode(&self) -> Result<Vec<CompactTransaction>, DecodeError> {
-        let mut reader = Reader::new(&self.0);
-        let count = reader.len("dtx transactions", usize::MAX, MIN_COMPACT_TX_SIZE)?;
-        let txs = (0..count)
-            .map(|_| CompactTransaction::decode_from(&mut reader))
-            .collect::<Result<Vec<_>, _>>()?;
-        reader.finish()?;
-        Ok(txs)
+        decode_compact_batch(&self.0, usize::MAX)
     }
 
     /// The number of transactions, read from the count prefix.

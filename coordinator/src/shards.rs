@@ -264,10 +264,7 @@ impl ShardGroups for GrpcShardGroups {
             .call(|channel| {
                 // Built per attempt rather than cloned: the first attempt (nearly always
                 // the only one) converts once, and no copy is kept for retries.
-                let request = v1::LockRequest {
-                    dtx_id: Some(dtx),
-                    transactions: txs.iter().map(|tx| (*tx).into()).collect(),
-                };
+                let request = v1::LockRequest::encoded(dtx, txs.iter().copied());
                 async move {
                     client(channel)
                         .lock(request)

@@ -45,15 +45,19 @@ async fn test_grpc_execute_batch() -> anyhow::Result<()> {
     let txs = sentinel.attest(vec![tx(&ins[..1], &[uhs()]), tx(&ins[1..], &[uhs()])]);
     let request = ExecuteBatchRequest {
         transactions: cbdc_proto::convert::compact_transactions_to_wire(&txs),
+        ..Default::default()
     };
-    let response = client.execute_batch(request.clone()).await?.into_inner();
+    let response = client.execute_batch(request).await?.into_inner();
     assert_eq!(response.results.len(), 2);
     for (tx, result) in txs.iter().zip(&response.results) {
         assert_eq!(result.status(), TxStatus::Confirmed);
         assert_eq!(result.to_tx_id()?, tx.id);
     }
-    // Again: the recorded outcome, not a double spend.
-    let again = client.execute_batch(request).await?.into_inner();
+    // Again, in the canonical encoding: the recorded outcome, not a double spend.
+    let again = client
+        .execute_batch(ExecuteBatchRequest::encoded(&txs))
+        .await?
+        .into_inner();
     assert!(again
         .results
         .iter()
@@ -72,6 +76,7 @@ async fn test_grpc_execute_batch() -> anyhow::Result<()> {
     let err = client
         .execute_batch(ExecuteBatchRequest {
             transactions: vec![wire],
+            ..Default::default()
         })
         .await
         .expect_err("malformed");
@@ -86,17 +91,30 @@ async fn test_grpc_execute_batch() -> anyhow::Result<()> {
     let err = client
         .execute_batch(ExecuteBatchRequest {
             transactions: vec![(&txs[0]).into(), wire],
+            ..Default::default()
         })
         .await
         .expect_err("malformed");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
+    // Malformed: a truncated canonical encoding, and both forms at once.
+    let mut truncated = ExecuteBatchRequest::encoded(&txs);
+    truncated.encoded_transactions.truncate(100);
+    let err = client
+        .execute_batch(truncated)
+        .await
+        .expect_err("truncated");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("encoded_transactions"), "{err:?}");
+    let mut both = ExecuteBatchRequest::encoded(&txs);
+    both.transactions = cbdc_proto::convert::compact_transactions_to_wire(&txs);
+    let err = client.execute_batch(both).await.expect_err("both forms");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
     // After shutdown the service answers UNAVAILABLE.
     coordinator.shutdown().await;
     let err = client
-        .execute_batch(ExecuteBatchRequest {
-            transactions: cbdc_proto::convert::compact_transactions_to_wire(&txs),
-        })
+        .execute_batch(ExecuteBatchRequest::encoded(&txs))
         .await
         .expect_err("shut down");
     assert_eq!(err.code(), tonic::Code::Unavailable);

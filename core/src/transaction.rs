@@ -397,6 +397,41 @@ impl Decode for CompactTransaction {
     }
 }
 
+/// Smallest canonical compact transaction: its id and three empty list counts.
+pub const MIN_COMPACT_TX_SIZE: usize = 32 + 4 + 4 + 4;
+
+/// Encodes a batch of compact transactions as `u32 count ‖ count × CompactTransaction`:
+/// how cbdc's roles pass batches to each other (`encoded_transactions` in
+/// `cbdc.v1.ExecuteBatchRequest` and `LockRequest`) and how a coordinator records a dtx.
+/// One buffer for the whole batch, where the protobuf form takes a message and a buffer
+/// per hash (`cbdc bench` profiles put that at about a tenth of all CPU time).
+pub fn encode_compact_batch<'a, I>(txs: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a CompactTransaction>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let txs = txs.into_iter();
+    // An attested 2-in/2-out transaction takes about 600 bytes.
+    let mut out = Vec::with_capacity(4 + txs.len() * 640);
+    put_len(&mut out, txs.len());
+    for tx in txs {
+        tx.encode_to(&mut out);
+    }
+    out
+}
+
+/// Decodes [`encode_compact_batch`] strictly (trailing bytes are an error), refusing a
+/// count above `max`.
+pub fn decode_compact_batch(
+    bytes: &[u8],
+    max: usize,
+) -> Result<Vec<CompactTransaction>, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let txs = reader.list("compact transactions", max, MIN_COMPACT_TX_SIZE)?;
+    reader.finish()?;
+    Ok(txs)
+}
+
 /// Serde (for Raft commands and other internal records) carries a compact transaction as
 /// its canonical encoding, so that there is one byte format and decoding stays strict.
 impl serde::Serialize for CompactTransaction {

@@ -17,8 +17,9 @@ use cbdc_core::attestation::MAX_MERKLE_DEPTH;
 use cbdc_core::encoding::{MAX_BYTES_LEN, MAX_LIST_ITEMS};
 use cbdc_core::transaction::{MAX_ATTESTATIONS, P2PK_VERSION};
 use cbdc_core::{
-    Amount, Attestation, CompactTransaction, Hash, Input, Limits, OutPoint, Output, PublicKey,
-    Signature, Transaction, TxId, UhsId, Witness, WitnessProgram,
+    decode_compact_batch, encode_compact_batch, Amount, Attestation, CompactTransaction, Hash,
+    Input, Limits, OutPoint, Output, PublicKey, Signature, Transaction, TxId, UhsId, Witness,
+    WitnessProgram,
 };
 use prost::bytes::Bytes;
 
@@ -502,18 +503,72 @@ impl v1::AwaitTransactionStatusRequest {
 }
 
 impl v1::ExecuteBatchRequest {
-    /// The batch's transactions.
+    /// A request carrying `txs` in the canonical compact encoding.
+    pub fn encoded(txs: &[CompactTransaction]) -> Self {
+        v1::ExecuteBatchRequest {
+            transactions: Vec::new(),
+            encoded_transactions: encode_compact_batch(txs).into(),
+        }
+    }
+
+    /// The batch's transactions, from whichever form the request carries.
     pub fn to_transactions(&self) -> Result<Vec<CompactTransaction>> {
-        compact_transactions("execute_batch_request.transactions", &self.transactions)
+        batch(
+            "execute_batch_request.transactions",
+            &self.transactions,
+            "execute_batch_request.encoded_transactions",
+            &self.encoded_transactions,
+        )
     }
 }
 
 impl v1::LockRequest {
+    /// A request for `dtx` carrying `txs` in the canonical compact encoding.
+    pub fn encoded<'a, I>(dtx: v1::DtxId, txs: I) -> Self
+    where
+        I: IntoIterator<Item = &'a CompactTransaction>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        v1::LockRequest {
+            dtx_id: Some(dtx),
+            transactions: Vec::new(),
+            encoded_transactions: encode_compact_batch(txs).into(),
+        }
+    }
+
     /// The dtx id and the shard's slice of transactions.
     pub fn to_parts(&self) -> Result<(v1::DtxId, Vec<CompactTransaction>)> {
         let dtx = *required("lock_request.dtx_id", &self.dtx_id)?;
-        let txs = compact_transactions("lock_request.transactions", &self.transactions)?;
+        let txs = batch(
+            "lock_request.transactions",
+            &self.transactions,
+            "lock_request.encoded_transactions",
+            &self.encoded_transactions,
+        )?;
         Ok((dtx, txs))
+    }
+}
+
+/// A batch sent either as messages (`list`) or in the canonical encoding (`encoded`): at
+/// most [`MAX_BATCH_TRANSACTIONS`] either way, and never both.
+fn batch(
+    list_field: &'static str,
+    list: &[v1::CompactTransaction],
+    encoded_field: &'static str,
+    encoded: &[u8],
+) -> Result<Vec<CompactTransaction>> {
+    match (list.is_empty(), encoded.is_empty()) {
+        (_, true) => compact_transactions(list_field, list),
+        (true, false) => decode_compact_batch(encoded, MAX_BATCH_TRANSACTIONS).map_err(|e| {
+            ProtoError::Undecodable {
+                field: encoded_field,
+                reason: e.to_string(),
+            }
+        }),
+        (false, false) => Err(ProtoError::Conflicting {
+            first: list_field,
+            second: encoded_field,
+        }),
     }
 }
 

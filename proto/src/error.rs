@@ -63,6 +63,22 @@ pub enum ProtoError {
         reason: String,
     },
     /// An error in element `index` of the list `list`.
+    /// A field in cbdc's canonical binary encoding does not decode.
+    #[error("{field} does not decode: {reason}")]
+    Undecodable {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two fields that say the same thing in different forms were both set.
+    #[error("{first} and {second} are both set; send one of them")]
+    Conflicting {
+        /// The first field.
+        first: &'static str,
+        /// The second field.
+        second: &'static str,
+    },
     #[error("{list}[{index}]: {source}")]
     Element {
         /// The list field.

@@ -99,12 +99,26 @@ proptest! {
         let bytes = v1::CompactTransaction::from(&tx).encode_to_vec();
         decode_everything(&mutate(bytes.clone(), &edits));
         // Wrapped in the messages that carry it.
-        let batch = v1::ExecuteBatchRequest { transactions: vec![(&tx).into()] };
-        decode_everything(&mutate(batch.encode_to_vec(), &edits));
-        let lock = v1::LockRequest {
-            dtx_id: Some(v1::DtxId { coordinator: 1, sequence: 2 }),
+        let batch = v1::ExecuteBatchRequest {
             transactions: vec![(&tx).into()],
+            ..Default::default()
         };
+        decode_everything(&mutate(batch.encode_to_vec(), &edits));
+        let dtx = v1::DtxId { coordinator: 1, sequence: 2 };
+        let lock = v1::LockRequest {
+            dtx_id: Some(dtx),
+            transactions: vec![(&tx).into()],
+            ..Default::default()
+        };
+        decode_everything(&mutate(lock.encode_to_vec(), &edits));
+        // And in the canonical encoding: a mutated buffer is refused or reads back as
+        // some batch, never a panic.
+        let encoded = v1::ExecuteBatchRequest::encoded(std::slice::from_ref(&tx));
+        let mut mutated = encoded.clone();
+        mutated.encoded_transactions = mutate(encoded.encoded_transactions.to_vec(), &edits).into();
+        let _ = mutated.to_transactions();
+        decode_everything(&mutate(encoded.encode_to_vec(), &edits));
+        let lock = v1::LockRequest::encoded(dtx, [&tx]);
         decode_everything(&mutate(lock.encode_to_vec(), &edits));
     }
 

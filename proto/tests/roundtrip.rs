@@ -7,7 +7,8 @@ use cbdc_core::{
     sign_mint, sign_transfer, Attestation, CompactTransaction, Hash, Input, Limits, OutPoint,
     Output, SecretKey, Transaction, UhsId, ValidationError, Validator, Witness, WitnessProgram,
 };
-use cbdc_proto::convert::{Block, Notification, Rejection};
+use cbdc_proto::convert::{Block, Notification, Rejection, MAX_BATCH_TRANSACTIONS};
+use cbdc_proto::error::ProtoError;
 use cbdc_proto::status::{invalid_transaction_status, validation_failure_from_status};
 use cbdc_proto::v1;
 use common::*;
@@ -176,7 +177,11 @@ fn test_internal_request_readers() {
     let lock = v1::LockRequest {
         dtx_id: Some(dtx),
         transactions: vec![(&compact).into()],
+        ..Default::default()
     };
+    assert_eq!(lock.to_parts().unwrap(), (dtx, vec![compact.clone()]));
+    let lock = v1::LockRequest::encoded(dtx, [&compact]);
+    assert!(lock.transactions.is_empty());
     assert_eq!(lock.to_parts().unwrap(), (dtx, vec![compact.clone()]));
     let apply = v1::ApplyRequest {
         dtx_id: Some(dtx),
@@ -188,8 +193,14 @@ fn test_internal_request_readers() {
     assert_eq!(discard.to_dtx_id().unwrap(), dtx);
     let batch = v1::ExecuteBatchRequest {
         transactions: vec![(&compact).into(), (&compact).into()],
+        ..Default::default()
     };
     assert_eq!(batch.to_transactions().unwrap(), vec![compact.clone(); 2]);
+    let encoded = v1::ExecuteBatchRequest::encoded(&[compact.clone(), compact.clone()]);
+    assert_eq!(encoded.to_transactions().unwrap(), vec![compact.clone(); 2]);
+    // Through the wire and back.
+    let decoded = v1::ExecuteBatchRequest::decode(encoded.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(decoded.to_transactions().unwrap(), vec![compact.clone(); 2]);
     let ids = vec![compact.id.as_bytes().to_vec().into()];
     let shard = v1::ShardTransactionStatusRequest {
         tx_ids: ids.clone(),
@@ -204,6 +215,63 @@ fn test_internal_request_readers() {
         uhs_ids: vec![compact.inputs[0].as_bytes().to_vec().into()],
     };
     assert_eq!(outputs.to_uhs_ids().unwrap(), compact.inputs);
+}
+
+/// The canonical form of a batch is read strictly: a cut or padded buffer, a count above
+/// the batch cap, or both forms at once are errors that name the field.
+#[test]
+fn test_encoded_batches_are_read_strictly() {
+    let compact = fixed_compact();
+    let good = v1::ExecuteBatchRequest::encoded(std::slice::from_ref(&compact));
+
+    let mut cut = good.clone();
+    cut.encoded_transactions
+        .truncate(good.encoded_transactions.len() - 1);
+    let err = cut.to_transactions().unwrap_err();
+    assert!(matches!(err, ProtoError::Undecodable { .. }), "{err}");
+    assert!(err
+        .to_string()
+        .contains("execute_batch_request.encoded_transactions"));
+
+    let mut padded = good.encoded_transactions.to_vec();
+    padded.push(0);
+    let padded = v1::ExecuteBatchRequest {
+        encoded_transactions: padded.into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        padded.to_transactions().unwrap_err(),
+        ProtoError::Undecodable { .. }
+    ));
+
+    // A count above the cap is refused from the prefix, before anything is allocated.
+    let mut huge = good.encoded_transactions.to_vec();
+    let count = u32::try_from(MAX_BATCH_TRANSACTIONS + 1).unwrap();
+    huge[..4].copy_from_slice(&count.to_le_bytes());
+    let huge = v1::ExecuteBatchRequest {
+        encoded_transactions: huge.into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        huge.to_transactions().unwrap_err(),
+        ProtoError::Undecodable { .. }
+    ));
+
+    let mut both = good.clone();
+    both.transactions = vec![(&compact).into()];
+    assert_eq!(
+        both.to_transactions().unwrap_err(),
+        ProtoError::Conflicting {
+            first: "execute_batch_request.transactions",
+            second: "execute_batch_request.encoded_transactions",
+        }
+    );
+    let mut lock = v1::LockRequest::encoded(v1::DtxId::default(), [&compact]);
+    lock.transactions = vec![(&compact).into()];
+    assert!(matches!(
+        lock.to_parts().unwrap_err(),
+        ProtoError::Conflicting { .. }
+    ));
 }
 
 #[test]

@@ -273,9 +273,8 @@ impl TwoPhaseBackend {
         client: Arc<LeaderClient>,
         txs: Vec<CompactTransaction>,
     ) -> Result<Vec<Outcome>, BackendError> {
-        let request = v1::ExecuteBatchRequest {
-            transactions: cbdc_proto::convert::compact_transactions_to_wire(&txs),
-        };
+        // Encoded once; a retry clones the buffer's handle, not the transactions.
+        let request = v1::ExecuteBatchRequest::encoded(&txs);
         let response = client
             .call(|channel| {
                 let request = request.clone();

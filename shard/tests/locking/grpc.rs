@@ -52,10 +52,15 @@ async fn lock(
     sequence: u64,
     txs: &[CompactTransaction],
 ) -> Result<Vec<v1::LockResult>, Status> {
-    let request = LockRequest {
-        dtx_id: dtx_id(sequence),
-        transactions: compact_transactions_to_wire(txs),
-    };
+    // The canonical encoding, as a coordinator sends it (the message form is tested
+    // below and in cbdc-proto).
+    let request = LockRequest::encoded(
+        DtxId {
+            coordinator: 0,
+            sequence,
+        },
+        txs,
+    );
     Ok(shard.lock(request).await?.into_inner().results)
 }
 
@@ -230,6 +235,7 @@ async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
     let no_dtx = LockRequest {
         dtx_id: None,
         transactions: compact_transactions_to_wire(&double),
+        ..Default::default()
     };
     assert_code(shard.lock(no_dtx).await, Code::InvalidArgument);
     let mut short_id = compact_transactions_to_wire(&double);
@@ -237,8 +243,18 @@ async fn test_grpc_single_replica_settles_and_answers_queries() -> Result<()> {
     let bad_tx = LockRequest {
         dtx_id: dtx_id(4),
         transactions: short_id,
+        ..Default::default()
     };
     assert_code(shard.lock(bad_tx).await, Code::InvalidArgument);
+    let mut cut = LockRequest::encoded(
+        DtxId {
+            coordinator: 0,
+            sequence: 4,
+        },
+        &double,
+    );
+    cut.encoded_transactions.truncate(40);
+    assert_code(shard.lock(cut).await, Code::InvalidArgument);
     let bad_reason = ApplyRequest {
         dtx_id: dtx_id(4),
         commit: vec![false],
