@@ -87,6 +87,18 @@ fn bench_dtx(c: &mut Criterion) {
             &txs,
             |b, txs| b.iter(|| txs.par_iter().all(|tx| verifier.verify(tx).is_ok())),
         );
+        // One thread each: every path checked whole, against one run sharing the nodes
+        // that proved (what the coordinator and the shards do).
+        group.bench_with_input(
+            BenchmarkId::new("verify_each_1thread", &label),
+            &txs,
+            |b, txs| b.iter(|| txs.iter().all(|tx| verifier.verify(tx).is_ok())),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("verify_all_1thread", &label),
+            &txs,
+            |b, txs| b.iter(|| verifier.verify_all(txs).iter().all(Result::is_ok)),
+        );
 
         group.bench_with_input(BenchmarkId::new("to_wire", &label), &txs, |b, txs| {
             b.iter(|| cbdc_proto::convert::compact_transactions_to_wire(txs))

@@ -46,6 +46,8 @@ use crate::shards::{LockVote, ShardError, ShardGroups};
 /// Batches at least this large have their attestations checked on the blocking pool
 /// with rayon, so that big batches never stall the async threads.
 const PARALLEL_VERIFY_FROM: usize = 64;
+/// Transactions per parallel task when a batch's attestations are checked on rayon.
+const VERIFY_CHUNK: usize = 256;
 /// Largest allowed `batch_size` (see [`CoordinatorParams::batch_size`]).
 pub const MAX_BATCH_SIZE: usize = 16_384;
 /// Requests queued for the batcher before `ExecuteBatch` callers wait (backpressure).
@@ -505,13 +507,18 @@ impl Inner {
     ) -> Result<(Vec<CompactTransaction>, Vec<Result<(), AttestationError>>), CoordinatorError>
     {
         if txs.len() < PARALLEL_VERIFY_FROM {
-            let checks = txs.iter().map(|tx| self.verifier.verify(tx)).collect();
+            let checks = self.verifier.verify_all(&txs);
             return Ok((txs, checks));
         }
         let verifier = self.verifier.clone();
         tokio::task::spawn_blocking(move || {
-            let checks = txs.par_iter().map(|tx| verifier.verify(tx)).collect();
-            (txs, checks)
+            // One run per chunk: the transactions of a sentinel batch arrive together, so
+            // a chunk shares most of its Merkle nodes.
+            let chunks: Vec<Vec<_>> = txs
+                .par_chunks(VERIFY_CHUNK)
+                .map(|chunk| verifier.verify_all(chunk))
+                .collect();
+            (txs, chunks.into_iter().flatten().collect())
         })
         .await
         .map_err(|_| CoordinatorError::ShuttingDown)

@@ -368,6 +368,125 @@ fn test_attest_cache_per_verifier_sentinel_set() {
     );
 }
 
+/// `verify_all` shares proven Merkle nodes between the transactions of a run; whatever
+/// the mix of batches, order and damage, it must answer exactly what checking each
+/// transaction alone answers.
+mod verify_all {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Ways to damage one transaction's attestation or content.
+    #[derive(Debug, Clone, Copy)]
+    enum Damage {
+        None,
+        /// Flip a bit of the path at this level (modulo its depth).
+        Path(usize),
+        /// Claim another leaf index.
+        Index(u32),
+        /// Change an output value: the leaf no longer matches.
+        Tamper,
+        /// Carry the attestation of the transaction at this position.
+        Borrow(usize),
+        /// Drop the last path step.
+        Short,
+        /// Add a step past the root.
+        Long,
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            4 => Just(Damage::None),
+            1 => (0usize..8).prop_map(Damage::Path),
+            1 => (0u32..64).prop_map(Damage::Index),
+            1 => Just(Damage::Tamper),
+            1 => (0usize..64).prop_map(Damage::Borrow),
+            1 => Just(Damage::Short),
+            1 => Just(Damage::Long),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn test_verify_all_answers_as_one_by_one(
+            first in 1usize..24,
+            second in 1usize..24,
+            damages in prop::collection::vec(damage(), 48),
+            order in any::<u64>(),
+        ) {
+            let (a, b) = (sentinel(1), sentinel(2));
+            let all = batch(first + second);
+            let mut one = all[..first].to_vec();
+            let mut two = all[first..].to_vec();
+            attest_batch(&a, &mut one);
+            attest_batch(&b, &mut two);
+            let mut txs: Vec<CompactTransaction> = one.into_iter().chain(two).collect();
+            let originals = txs.clone();
+            for (i, tx) in txs.iter_mut().enumerate() {
+                let att = &mut tx.attestations[0];
+                match damages[i] {
+                    Damage::None => {}
+                    Damage::Path(level) => {
+                        if !att.path.is_empty() {
+                            let level = level % att.path.len();
+                            att.path[level].0[i % 32] ^= 1;
+                        }
+                    }
+                    Damage::Index(index) => att.leaf_index = index,
+                    Damage::Tamper => tx.outputs[0].1 = Amount::from_cents(999_999),
+                    Damage::Borrow(j) => {
+                        *att = originals[j % originals.len()].attestations[0].clone();
+                    }
+                    Damage::Short => {
+                        att.path.pop();
+                    }
+                    Damage::Long => att.path.push(Hash::ZERO),
+                }
+            }
+            // Shuffle deterministically from the drawn seed, so that damaged transactions
+            // come both before and after the good ones they share nodes with.
+            let mut seed = order;
+            for i in (1..txs.len()).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                txs.swap(i, (seed >> 33) as usize % (i + 1));
+            }
+            let v = verifier(&[&a, &b], 1);
+            let alone: Vec<_> = txs.iter().map(|tx| v.verify(tx)).collect();
+            let fresh = verifier(&[&a, &b], 1);
+            prop_assert_eq!(fresh.verify_all(&txs), alone);
+        }
+    }
+
+    /// A forged path cannot ride on nodes an honest neighbour proved: the neighbour's
+    /// nodes are checked for equality, not taken as proof of anything that meets them.
+    #[test]
+    fn test_verify_all_refuses_forgery_after_honest_neighbour() {
+        let (s, txs) = attested(8, 1);
+        let v = verifier(&[&s], 1);
+        let mut forged = txs[1].clone();
+        forged.outputs[0].1 = Amount::from_cents(1);
+        let mut wrong_index = txs[2].clone();
+        wrong_index.attestations[0].leaf_index = 3;
+        let run = [&txs[0], &forged, &txs[3], &wrong_index, &txs[2]];
+        assert_eq!(
+            v.verify_all(run),
+            vec![
+                Ok(()),
+                Err(AttestationError::BelowThreshold {
+                    valid: 0,
+                    required: 1
+                }),
+                Ok(()),
+                Err(AttestationError::BelowThreshold {
+                    valid: 0,
+                    required: 1
+                }),
+                Ok(()),
+            ]
+        );
+    }
+}
+
 // ---- builders ----
 
 fn sentinel(seed: u8) -> SecretKey {

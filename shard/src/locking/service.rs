@@ -71,8 +71,10 @@ const BLOCKING_CHECK_FROM: usize = 64;
 
 /// See [`LockingShardService::attested_slots`].
 fn attested_slots(verifier: &AttestationVerifier, txs: Vec<CompactTransaction>) -> Vec<LockSlot> {
+    let checks = verifier.verify_all(&txs);
     txs.into_iter()
-        .map(|mut tx| match verifier.verify(&tx) {
+        .zip(checks)
+        .map(|(mut tx, check)| match check {
             Ok(()) => {
                 tx.attestations.clear();
                 LockSlot::Check(tx)
