@@ -62,7 +62,6 @@ pub enum ProtoError {
         /// What is wrong.
         reason: String,
     },
-    /// An error in element `index` of the list `list`.
     /// A field in cbdc's canonical binary encoding does not decode.
     #[error("{field} does not decode: {reason}")]
     Undecodable {
@@ -79,6 +78,7 @@ pub enum ProtoError {
         /// The second field.
         second: &'static str,
     },
+    /// An error in element `index` of the list `list`.
     #[error("{list}[{index}]: {source}")]
     Element {
         /// The list field.
