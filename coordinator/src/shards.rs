@@ -260,11 +260,11 @@ impl ShardGroups for GrpcShardGroups {
         txs: &[&CompactTransaction],
     ) -> Result<Vec<LockVote>, ShardError> {
         let group = self.group(shard)?;
+        // Encoded once; a retry clones the buffer's handle, not the transactions.
+        let request = v1::LockRequest::encoded(dtx, txs.iter().copied());
         let response = group
             .call(|channel| {
-                // Built per attempt rather than cloned: the first attempt (nearly always
-                // the only one) converts once, and no copy is kept for retries.
-                let request = v1::LockRequest::encoded(dtx, txs.iter().copied());
+                let request = request.clone();
                 async move {
                     client(channel)
                         .lock(request)

@@ -398,7 +398,7 @@ impl Decode for CompactTransaction {
 }
 
 /// Smallest canonical compact transaction: its id and three empty list counts.
-pub const MIN_COMPACT_TX_SIZE: usize = 32 + 4 + 4 + 4;
+const MIN_COMPACT_TX_SIZE: usize = 32 + 4 + 4 + 4;
 
 /// Encodes a batch of compact transactions as `u32 count ‖ count × CompactTransaction`:
 /// how cbdc's roles pass batches to each other (`encoded_transactions` in
