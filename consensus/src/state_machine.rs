@@ -5,8 +5,8 @@
 //! runtime. [`StateMachineStore`] adapts it to openraft: it decodes a run of committed
 //! entries, hands all their commands to [`StateMachine::apply`] at once, writes the staged
 //! changes together with the last applied log id and membership in ONE RocksDB write batch,
-//! and answers only after that batch is written. It also builds, stores and installs
-//! snapshots.
+//! and answers only after that batch is written. It also records snapshot points and
+//! exports and installs snapshots.
 //!
 //! # Durability: every command is written to disk once
 //!
@@ -21,12 +21,24 @@
 //! - the database uses RocksDB's *atomic flush* ([`crate::storage::open_db`]): every
 //!   column family is flushed at the same point, so the durable state is always the state
 //!   after some whole batch, with that batch's last-applied id beside it;
-//! - the log store flushes the database before it purges log entries
-//!   ([`crate::log_store`]), so no entry is deleted while its effects exist only in memory.
+//! - the log store's purges are written without the WAL as well ([`crate::log_store`]),
+//!   so no purge of an entry reaches disk without the effects of that entry.
 //!
 //! Measured with `cbdc bench` (2PC, 60 s, 2 cores): +2–7 % throughput with 1 replica per
 //! group, +6 % with 3 (BENCHMARKS.md).
-
+//!
+//! # Snapshots are points; a copy is made when one is sent
+//!
+//! The state machine's column families already hold its whole state at its last applied
+//! log id. So building a snapshot (which openraft asks for every
+//! [`RaftTuning::snapshot_every`](crate::RaftTuning) entries, to purge the log behind it)
+//! records only that point (log id and membership, a few bytes) and copies nothing. The
+//! copy ([`StateMachine::snapshot`]) is made when a snapshot is read: when a lagging or
+//! new replica needs one, or once when a replica that has recorded a point starts. It is
+//! taken from the state as it is then, at or past every point recorded, so it covers
+//! whatever the log no longer holds. A full copy on every build had held the state
+//! machine's lock for as long as it took to serialize millions of outputs, stalling every
+//! apply behind it, and had written the copy into the database.
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,20 +53,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{decode, encode, ConsensusError};
-use crate::storage::{cf, CF_SM_META};
+use crate::storage::{cf, unlogged, CF_SM_META};
 use crate::types::{typ, CommandBytes, NodeId, ResponseBytes, TypeConfig};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
-
-/// Write options of an applied batch: not in the WAL, since the Raft log holds its
-/// commands (see the module docs).
-fn unlogged() -> rocksdb::WriteOptions {
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.disable_wal(true);
-    opts
-}
+/// The last snapshot point (a [`typ::SnapshotMeta`]).
+const KEY_SNAPSHOT_POINT: &[u8] = b"snapshot_point";
+/// Where builds before snapshot points kept a whole copy of the state: removed at open.
+const KEY_LEGACY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// A replicated, deterministic state machine (the business logic of one Raft group).
 ///
@@ -98,7 +105,8 @@ pub trait StateMachine: Send + Sync + 'static {
         commands: Vec<Self::Command>,
     ) -> Result<Vec<Self::Response>, ConsensusError>;
 
-    /// Serialize the whole current state (as of the last written batch).
+    /// Serialize the whole current state (as of the last written batch). Called only when
+    /// a snapshot is read (see the module docs), under the state machine's lock.
     fn snapshot(&self) -> Result<Vec<u8>, ConsensusError>;
 
     /// Replace the whole state by the one in `data` (made by [`StateMachine::snapshot`]),
@@ -138,6 +146,60 @@ impl<S> SmShared<S> {
             ConsensusError::StateMachine("state machine lock poisoned by a panic".into())
         })
     }
+
+    /// The snapshot metadata of the state as it is (the caller holds the lock).
+    fn point(&self, state: &SmState<S>) -> typ::SnapshotMeta {
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match &state.last_applied {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+            None => format!("none-{seq}"),
+        };
+        typ::SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id,
+        }
+    }
+}
+
+impl<S: StateMachine> SmShared<S> {
+    /// Records a snapshot point at the state as it is (see the module docs).
+    fn build_point(&self) -> Result<typ::SnapshotMeta, ConsensusError> {
+        let meta = self.point(&*self.lock()?);
+        let db = &self.db;
+        db.put_cf(cf(db, CF_SM_META)?, KEY_SNAPSHOT_POINT, encode(&meta)?)?;
+        tracing::debug!(snapshot = %meta.snapshot_id, "recorded snapshot point");
+        Ok(meta)
+    }
+
+    /// A copy of the whole state as it is, or `None` while no snapshot point was ever
+    /// recorded or installed (nothing purged: openraft then has no use for one).
+    fn export(&self) -> Result<Option<typ::Snapshot>, ConsensusError> {
+        let Some(recorded) = get_meta::<typ::SnapshotMeta>(&self.db, KEY_SNAPSHOT_POINT)? else {
+            return Ok(None);
+        };
+        let started = std::time::Instant::now();
+        let (meta, data) = {
+            let state = self.lock()?;
+            // Still at the recorded point: the same snapshot, under the same id.
+            let meta = if recorded.last_log_id == state.last_applied {
+                recorded
+            } else {
+                self.point(&state)
+            };
+            (meta, state.sm.snapshot()?)
+        };
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            bytes = data.len(),
+            elapsed = ?started.elapsed(),
+            "exported snapshot"
+        );
+        Ok(Some(typ::Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
 }
 
 /// [`RaftStateMachine`] over a [`StateMachine`] and the replica's RocksDB.
@@ -145,7 +207,7 @@ pub struct StateMachineStore<S: StateMachine> {
     shared: Arc<SmShared<S>>,
 }
 
-/// Builds a snapshot of the state machine (a consistent copy taken under its lock).
+/// Records snapshot points (see the module docs).
 pub struct SnapshotBuilder<S: StateMachine> {
     shared: Arc<SmShared<S>>,
 }
@@ -176,6 +238,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         let last_applied: Option<Option<typ::LogId>> = get_meta(&db, KEY_LAST_APPLIED)?;
         let last_applied = last_applied.flatten();
         let membership: typ::StoredMembership = get_meta(&db, KEY_MEMBERSHIP)?.unwrap_or_default();
+        db.delete_cf(cf(&db, CF_SM_META)?, KEY_LEGACY_SNAPSHOT)?;
         Ok(Self {
             shared: Arc::new(SmShared {
                 db,
@@ -267,7 +330,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         state.sm.install_snapshot(&mut batch, &data)?;
         batch.put_cf(meta_cf, KEY_LAST_APPLIED, encode(&meta.last_log_id)?);
         batch.put_cf(meta_cf, KEY_MEMBERSHIP, encode(&meta.last_membership)?);
-        batch.put_cf(meta_cf, KEY_SNAPSHOT, encode(&(meta, &data))?);
+        batch.put_cf(meta_cf, KEY_SNAPSHOT_POINT, encode(meta)?);
         db.write(batch)?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
@@ -275,47 +338,20 @@ impl<S: StateMachine> StateMachineStore<S> {
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
-
-    fn current_snapshot(&self) -> Result<Option<typ::Snapshot>, ConsensusError> {
-        let stored: Option<(typ::SnapshotMeta, Vec<u8>)> = get_meta(&self.shared.db, KEY_SNAPSHOT)?;
-        Ok(stored.map(|(meta, data)| typ::Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
-    }
-}
-
-impl<S: StateMachine> SnapshotBuilder<S> {
-    fn build(&self) -> Result<typ::Snapshot, ConsensusError> {
-        let (meta, data) = {
-            let state = self.shared.lock()?;
-            let data = state.sm.snapshot()?;
-            let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-            let snapshot_id = match &state.last_applied {
-                Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
-                None => format!("none-{seq}"),
-            };
-            let meta = typ::SnapshotMeta {
-                last_log_id: state.last_applied,
-                last_membership: state.membership.clone(),
-                snapshot_id,
-            };
-            (meta, data)
-        };
-        let db = &self.shared.db;
-        db.put_cf(cf(db, CF_SM_META)?, KEY_SNAPSHOT, encode(&(&meta, &data))?)?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
-        Ok(typ::Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
-    }
 }
 
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
+    /// openraft keeps only the metadata of a snapshot it has built (it reads the data
+    /// through `get_current_snapshot` when it sends one), so the point goes with no data.
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, StorageError<NodeId>> {
-        self.build()
-            .map_err(|e| StorageIOError::write_snapshot(None, any(e)).into())
+        let meta = self
+            .shared
+            .build_point()
+            .map_err(|e| StorageIOError::write_snapshot(None, any(e)))?;
+        Ok(typ::Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        })
     }
 }
 
@@ -368,7 +404,11 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<typ::Snapshot>, StorageError<NodeId>> {
-        self.current_snapshot()
+        // Serializing the whole state is long, blocking work: off the async threads.
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.export())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, any(e)))?
             .map_err(|e| StorageIOError::read_snapshot(None, any(e)).into())
     }
 }

@@ -199,16 +199,14 @@ pub fn scan_options() -> ReadOptions {
     opts
 }
 
-/// Flushes every column family of `db` at one point and waits until the memtables are on
-/// disk: afterwards everything written so far, with or without the WAL, survives a crash.
-/// Blocking (it writes whole memtables): call it off the async threads.
-pub fn flush_all(db: &DB) -> Result<(), ConsensusError> {
-    let names = DB::list_cf(&Options::default(), db.path())?;
-    let handles: Vec<&ColumnFamily> = names.iter().filter_map(|name| db.cf_handle(name)).collect();
-    let mut opts = rocksdb::FlushOptions::default();
-    opts.set_wait(true);
-    db.flush_cfs_opt(&handles, &opts)?;
-    Ok(())
+/// Write options of what may be lost in a crash together with the state machine's
+/// unflushed writes, because the Raft log replays both: the state machine's batches
+/// ([`crate::state_machine`]) and log purges ([`crate::log_store`]). Without the WAL, they
+/// reach disk only with a flush, which is atomic across every column family.
+pub(crate) fn unlogged() -> rocksdb::WriteOptions {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.disable_wal(true);
+    opts
 }
 
 /// Stage the deletion of every key of column family `name` into `batch` (used when a

@@ -268,8 +268,11 @@ pub struct RaftConfig {
     /// Longest such time (each follower picks a random one in between).
     #[serde(with = "humantime_serde")]
     pub election_timeout_max: Duration,
-    /// Log entries between snapshots (the log below a snapshot is purged).
+    /// Log entries between snapshot points (the log below a point is purged).
     pub snapshot_every: u64,
+    /// Log entries kept below a snapshot point, so that a replica lagging by fewer
+    /// catches up from the log instead of by a copy of the whole state.
+    pub keep_logs_after_snapshot: u64,
 }
 
 impl Default for RaftConfig {
@@ -280,6 +283,7 @@ impl Default for RaftConfig {
             election_timeout_min: t.election_timeout_min,
             election_timeout_max: t.election_timeout_max,
             snapshot_every: t.snapshot_every,
+            keep_logs_after_snapshot: t.keep_logs_after_snapshot,
         }
     }
 }
@@ -292,6 +296,7 @@ impl RaftConfig {
             election_timeout_min: self.election_timeout_min,
             election_timeout_max: self.election_timeout_max,
             snapshot_every: self.snapshot_every,
+            keep_logs_after_snapshot: self.keep_logs_after_snapshot,
             ..Default::default()
         }
     }
