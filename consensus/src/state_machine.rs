@@ -39,6 +39,7 @@
 //! whatever the log no longer holds. A full copy on every build had held the state
 //! machine's lock for as long as it took to serialize millions of outputs, stalling every
 //! apply behind it, and had written the copy into the database.
+
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
