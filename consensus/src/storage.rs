@@ -105,8 +105,10 @@ pub fn open_db_with<S: StateMachine>(
     }
     let cache = rocksdb::Cache::new_lru_cache(tuning.block_cache_bytes);
     let descriptors = names.iter().map(|name| {
-        let mut options = column_family_options(&cache);
-        if hashed.contains(&name.as_str()) {
+        let hashed = hashed.contains(&name.as_str());
+        let point_lookups = !hashed && !CONSENSUS_CFS.contains(&name.as_str());
+        let mut options = column_family_options(&cache, point_lookups);
+        if hashed {
             hash_memtable(&mut options);
         }
         ColumnFamilyDescriptor::new(name, options)
@@ -117,10 +119,14 @@ pub fn open_db_with<S: StateMachine>(
 
 /// Options of every column family, tuned for what replicas do most: point lookups of
 /// keys that are usually absent (a lock on an input, a mint id, a tx outcome) or recently
-/// written. A bloom filter over memtable keys lets such a lookup skip the memtable's skip
-/// list (profiles of `cbdc bench` showed the skip-list search as the top RocksDB cost);
-/// bloom filters and a hash index in data blocks do the same for the SST files.
-fn column_family_options(cache: &rocksdb::Cache) -> Options {
+/// written. Bloom filters and a hash index in data blocks let such a lookup skip most of
+/// an SST file. With `memtable_bloom`, a bloom filter over memtable keys lets it skip the
+/// memtable's skip list too (profiles of `cbdc bench` showed the skip-list search as the
+/// top RocksDB cost). A hashed memtable finds a key's small bucket directly and the
+/// consensus column families are read by range, so they go without: the filter is
+/// allocated and zeroed with every new memtable (5 % of the memtable's size, 3.2 MiB for
+/// the Raft log's) and hashed on every insert, for no lookup it would speed up.
+fn column_family_options(cache: &rocksdb::Cache, memtable_bloom: bool) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
@@ -131,8 +137,10 @@ fn column_family_options(cache: &rocksdb::Cache) -> Options {
     table.set_data_block_hash_ratio(0.75);
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
-    opts.set_memtable_prefix_bloom_ratio(0.05);
-    opts.set_memtable_whole_key_filtering(true);
+    if memtable_bloom {
+        opts.set_memtable_prefix_bloom_ratio(0.05);
+        opts.set_memtable_whole_key_filtering(true);
+    }
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts
 }
