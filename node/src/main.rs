@@ -8,19 +8,6 @@ use anyhow::Context;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_t`, which
-/// `libmimalloc-sys` does not name).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Makes mimalloc keep memory freed in the last 10 s instead of the last second before
-/// handing it back to the kernel. Buffers of a busy node are freed and allocated again
-/// all the time (a Raft batch, a block of signed transactions); returned too early, each
-/// new one faults in freshly zeroed pages, which took 1–2 % of all CPU time under
-/// `cbdc bench` on the 2-core VM. An idle node still gives its memory back.
-fn keep_freed_memory_longer() {
-    // SAFETY: sets one of mimalloc's runtime options; mimalloc reads it at each purge.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) };
-}
 use cbdc_node::atomizer_roles;
 use cbdc_node::bench_cmd::{run_bench, BenchTarget};
 use cbdc_node::cluster::{prepare_dev_dir, Cluster, DevOptions};
@@ -298,6 +285,20 @@ async fn run_dev(dir: &Path, options: DevOptions, demo: bool) -> anyhow::Result<
     result
 }
 
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_t`, which
+/// `libmimalloc-sys` does not name).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc keep memory freed in the last 10 s instead of the last second before
+/// handing it back to the kernel. Buffers of a busy node are freed and allocated again
+/// all the time (a Raft batch, a block of signed transactions); returned too early, each
+/// new one faults in freshly zeroed pages, which took 1–2 % of all CPU time under
+/// `cbdc bench` on the 2-core VM. An idle node still gives its memory back.
+fn keep_freed_memory_longer() {
+    // SAFETY: sets one of mimalloc's runtime options; mimalloc reads it at each purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) };
+}
+
 /// Makes glibc's malloc, which RocksDB's C++ code still uses, keep and reuse the memory
 /// it frees. Every flush frees a database's memtables (tens of MiB) and the next ones
 /// are allocated at once; by default glibc hands such blocks back to the kernel (each
@@ -305,7 +306,7 @@ async fn run_dev(dir: &Path, options: DevOptions, demo: bool) -> anyhow::Result<
 /// mapped on their own) and the new memtables fault in freshly zeroed pages. Under
 /// `cbdc bench` that zeroing took 4–19 % of all CPU time on the 2-core VM (a page its
 /// host had reclaimed costs far more than a `memset`); with one arena, blocks up to
-/// 32 MiB (glibc's most) from the heap and no trimming it fell to about 1 %. RocksDB's
+/// 32 MiB (glibc's most) from the heap and no trimming RocksDB's share fell below 1 %. RocksDB's
 /// memory stays bounded by its own budgets (memtables, block cache), so keeping its peak
 /// costs nothing it was not allowed to use anyway. Must run before other threads start.
 fn keep_rocksdb_memory() {
