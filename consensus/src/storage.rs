@@ -105,10 +105,10 @@ pub fn open_db_with<S: StateMachine>(
     }
     let cache = rocksdb::Cache::new_lru_cache(tuning.block_cache_bytes);
     let descriptors = names.iter().map(|name| {
-        let hashed = hashed.contains(&name.as_str());
-        let point_lookups = !hashed && !CONSENSUS_CFS.contains(&name.as_str());
+        let is_hashed = hashed.contains(&name.as_str());
+        let point_lookups = !is_hashed && !CONSENSUS_CFS.contains(&name.as_str());
         let mut options = column_family_options(&cache, point_lookups);
-        if hashed {
+        if is_hashed {
             hash_memtable(&mut options);
         }
         ColumnFamilyDescriptor::new(name, options)
