@@ -38,7 +38,7 @@ pub use keys::{PublicKey, SecretKey, Signature, SignatureError};
 pub use routing::{RoutingError, ShardMap, ShardRange};
 pub use signing::{p2pk_output, sign_mint, sign_transfer};
 pub use transaction::{
-    decode_compact_batch, encode_compact_batch, CompactTransaction, Input, OutPoint, Output,
-    Transaction, Witness, WitnessProgram,
+    decode_compact_batch, encode_compact_batch, CompactTransaction, HasTxId, IdentifiedTransaction,
+    Input, OutPoint, Output, Transaction, Witness, WitnessProgram,
 };
 pub use validation::{Limits, ValidationError, Validator};

@@ -8,7 +8,7 @@
 
 use crate::amount::Amount;
 use crate::keys::{self, PublicKey, SignatureCheck, SignatureError};
-use crate::transaction::{Transaction, WitnessProgram};
+use crate::transaction::{HasTxId, Transaction, WitnessProgram};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -171,18 +171,18 @@ impl Validator {
 
     /// Checks many transactions, verifying their signatures in batches across cores.
     /// Returns one result per transaction, in order.
-    pub fn validate_many(&self, txs: &[Transaction]) -> Vec<Result<(), ValidationError>> {
+    pub fn validate_many<T: HasTxId + Sync>(&self, txs: &[T]) -> Vec<Result<(), ValidationError>> {
         txs.par_chunks(TXS_PER_BATCH)
             .flat_map_iter(|chunk| self.validate_chunk(chunk))
             .collect()
     }
 
-    fn validate_chunk(&self, chunk: &[Transaction]) -> Vec<Result<(), ValidationError>> {
-        let ids: Vec<_> = chunk.iter().map(Transaction::tx_id).collect();
+    fn validate_chunk<T: HasTxId>(&self, chunk: &[T]) -> Vec<Result<(), ValidationError>> {
+        let ids: Vec<_> = chunk.iter().map(HasTxId::id).collect();
         let mut results: Vec<Result<(), ValidationError>> = Vec::with_capacity(chunk.len());
         let mut structures = Vec::with_capacity(chunk.len());
         for (tx, id) in chunk.iter().zip(&ids) {
-            match self.check_structure(tx, id.as_bytes()) {
+            match self.check_structure(tx.transaction(), id.as_bytes()) {
                 Ok(s) => {
                     structures.push(Some(s));
                     results.push(Ok(()));

@@ -4,8 +4,9 @@
 
 use cbdc_core::keys::Signature;
 use cbdc_core::{
-    p2pk_output, sign_mint, sign_transfer, Amount, Hash, Input, Limits, OutPoint, Output,
-    PublicKey, SecretKey, Transaction, TxId, ValidationError, Validator, Witness, WitnessProgram,
+    p2pk_output, sign_mint, sign_transfer, Amount, HasTxId, Hash, IdentifiedTransaction, Input,
+    Limits, OutPoint, Output, PublicKey, SecretKey, Transaction, TxId, ValidationError, Validator,
+    Witness, WitnessProgram,
 };
 
 #[test]
@@ -557,7 +558,15 @@ fn test_validate_many_matches_validate() {
     let singles: Vec<_> = txs.iter().map(|tx| v.validate(tx)).collect();
     assert_eq!(singles, expected);
     assert_eq!(v.validate_many(&txs), expected);
-    assert_eq!(v.validate_many(&[]), vec![]);
+    // With the ids hashed beforehand, as a sentinel holds them: the same verdicts, and
+    // the same compact forms.
+    let identified: Vec<IdentifiedTransaction> = txs.iter().cloned().map(Into::into).collect();
+    assert_eq!(v.validate_many(&identified), expected);
+    for (tx, known) in txs.iter().zip(&identified) {
+        assert_eq!(known.id(), tx.tx_id());
+        assert_eq!(known.compact(), tx.compact());
+    }
+    assert_eq!(v.validate_many::<Transaction>(&[]), vec![]);
 }
 
 // ---- builders ----

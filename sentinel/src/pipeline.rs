@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cbdc_core::{
-    attest_batch, CompactTransaction, IdMap, SecretKey, Transaction, TxId, UhsId, ValidationError,
-    Validator,
+    attest_batch, CompactTransaction, HasTxId, IdMap, IdentifiedTransaction, SecretKey, TxId,
+    UhsId, ValidationError, Validator,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -54,12 +54,6 @@ impl SubmitError {
 /// What a submitter is answered.
 pub type Answer = Result<Outcome, SubmitError>;
 
-/// A transaction waiting in the batcher.
-struct Job {
-    id: TxId,
-    tx: Transaction,
-}
-
 /// What the batcher and the batch tasks share with the submitters.
 struct Shared {
     validator: Validator,
@@ -90,8 +84,8 @@ impl Shared {
     }
 
     /// Validates, attests and settles one batch.
-    async fn process(self: Arc<Self>, jobs: Vec<Job>) {
-        let ids: Vec<TxId> = jobs.iter().map(|j| j.id).collect();
+    async fn process(self: Arc<Self>, batch: Vec<IdentifiedTransaction>) {
+        let ids: Vec<TxId> = batch.iter().map(HasTxId::id).collect();
         let shared = self.clone();
         // Validation (signature batches across the rayon pool) and attestation are CPU
         // work: run them off the async runtime, on the rayon pool itself (a blocking-pool
@@ -100,7 +94,7 @@ impl Shared {
         let (done, checked) = oneshot::channel();
         rayon::spawn(move || {
             let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                shared.validate_and_attest(jobs)
+                shared.validate_and_attest(batch)
             }));
             let _ = done.send(checked);
         });
@@ -153,16 +147,15 @@ impl Shared {
     /// transactions in submission order.
     fn validate_and_attest(
         &self,
-        jobs: Vec<Job>,
+        txs: Vec<IdentifiedTransaction>,
     ) -> (Vec<(TxId, ValidationError)>, Vec<CompactTransaction>) {
-        let txs: Vec<Transaction> = jobs.into_iter().map(|j| j.tx).collect();
         let results = self.validator.validate_many(&txs);
         let mut invalid = Vec::new();
         let mut valid = Vec::with_capacity(txs.len());
         for (tx, result) in txs.iter().zip(results) {
             match result {
                 Ok(()) => valid.push(tx.compact()),
-                Err(e) => invalid.push((tx.tx_id(), e)),
+                Err(e) => invalid.push((tx.id(), e)),
             }
         }
         attest_batch(&self.key, &mut valid);
@@ -176,7 +169,7 @@ impl Shared {
 #[derive(Clone)]
 pub struct Pipeline {
     shared: Arc<Shared>,
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<IdentifiedTransaction>,
 }
 
 impl Pipeline {
@@ -191,10 +184,10 @@ impl Pipeline {
         });
         let max_batch = params.max_batch_size.max(1);
         // Room for a few batches: beyond that, submitters wait (back pressure).
-        let (queue, jobs) = mpsc::channel(max_batch.saturating_mul(4));
+        let (queue, queued) = mpsc::channel(max_batch.saturating_mul(4));
         tokio::spawn(run_batcher(
             shared.clone(),
-            jobs,
+            queued,
             max_batch,
             params.max_batch_delay,
         ));
@@ -212,8 +205,9 @@ impl Pipeline {
     ///
     /// Cancel safe: a caller that stops waiting leaves nothing behind; the transaction
     /// may still settle.
-    pub async fn submit(&self, tx: Transaction) -> Answer {
-        let id = tx.tx_id();
+    pub async fn submit(&self, tx: impl Into<IdentifiedTransaction>) -> Answer {
+        let tx = tx.into();
+        let id = tx.id();
         // Reserve a queue slot before registering, so that a registered id is always
         // enqueued (a cancelled reserve leaves nothing behind).
         let permit = match self.queue.reserve().await {
@@ -232,7 +226,7 @@ impl Pipeline {
             }
         };
         if first {
-            permit.send(Job { id, tx });
+            permit.send(tx);
         } else {
             drop(permit);
         }
@@ -291,21 +285,21 @@ impl Pipeline {
     }
 }
 
-/// Gathers jobs into batches of at most `max_batch`, waiting at most `max_delay` after
-/// the first job of a batch, and processes each batch on its own task (several batches
+/// Gathers queued transactions into batches of at most `max_batch`, waiting at most
+/// `max_delay` after the first of a batch, and processes each batch on its own task (several batches
 /// may be in flight). Ends when every [`Pipeline`] clone is dropped.
 async fn run_batcher(
     shared: Arc<Shared>,
-    mut jobs: mpsc::Receiver<Job>,
+    mut queue: mpsc::Receiver<IdentifiedTransaction>,
     max_batch: usize,
     max_delay: Duration,
 ) {
-    while let Some(first) = jobs.recv().await {
+    while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + max_delay;
         while batch.len() < max_batch {
-            match tokio::time::timeout_at(deadline, jobs.recv()).await {
-                Ok(Some(job)) => batch.push(job),
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(tx)) => batch.push(tx),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -320,6 +314,7 @@ mod tests {
     use crate::memory::MemoryBackend;
     use cbdc_core::{
         p2pk_output, sign_mint, sign_transfer, AttestationVerifier, Hash, Input, Limits, ShardMap,
+        Transaction,
     };
     use cbdc_proto::v1::RejectReason;
 

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cbdc_core::Transaction;
+use cbdc_core::{HasTxId, IdentifiedTransaction};
 
 use cbdc_proto::v1;
 use cbdc_proto::v1::sentinel_server::{Sentinel, SentinelServer};
@@ -80,10 +80,10 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// timeout when 0); a wait that expires is answered PENDING.
 async fn submit_and_wait(
     pipeline: &Pipeline,
-    tx: Transaction,
+    tx: IdentifiedTransaction,
     options: Option<&v1::SubmitOptions>,
 ) -> Result<v1::TransactionResult, SubmitError> {
-    let id = tx.tx_id();
+    let id = tx.id();
     let outcome = pipeline.submit(tx).await?;
     match options {
         Some(options) if options.wait && outcome == Outcome::Pending => {
@@ -107,7 +107,8 @@ async fn answer_stream_request(
     let result = match request.to_transaction() {
         Err(e) => v1::TransactionResult::malformed(&e),
         Ok(tx) => {
-            let id = tx.tx_id();
+            let tx = IdentifiedTransaction::new(tx);
+            let id = tx.id();
             match submit_and_wait(pipeline, tx, request.options.as_ref()).await {
                 Ok(result) => result,
                 Err(SubmitError::Invalid(e)) => v1::TransactionResult::invalid(&id, &e),
@@ -130,7 +131,7 @@ impl Sentinel for SentinelService {
         &self,
         request: Request<v1::SubmitTransactionRequest>,
     ) -> Result<Response<v1::SubmitTransactionResponse>, Status> {
-        let tx = request.get_ref().to_transaction()?;
+        let tx = IdentifiedTransaction::new(request.get_ref().to_transaction()?);
         let result = submit_and_wait(&self.pipeline, tx, request.get_ref().options.as_ref())
             .await
             .map_err(|e| e.to_status())?;
