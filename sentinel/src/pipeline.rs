@@ -286,8 +286,8 @@ impl Pipeline {
 }
 
 /// Gathers queued transactions into batches of at most `max_batch`, waiting at most
-/// `max_delay` after the first of a batch, and processes each batch on its own task (several batches
-/// may be in flight). Ends when every [`Pipeline`] clone is dropped.
+/// `max_delay` after the first of a batch, and processes each batch on its own task
+/// (several batches may be in flight). Ends when every [`Pipeline`] clone is dropped.
 async fn run_batcher(
     shared: Arc<Shared>,
     mut queue: mpsc::Receiver<IdentifiedTransaction>,
