@@ -24,7 +24,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use cbdc_consensus::storage::{cf, clear_cf};
-use cbdc_consensus::{ConsensusError, StateMachine};
+use cbdc_consensus::{encode, ConsensusError, StateMachine};
 use cbdc_core::{CompactTransaction, TxId, UhsId};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use serde::de::DeserializeOwned;
@@ -154,10 +154,6 @@ fn corrupt(what: &'static str, reason: impl ToString) -> ConsensusError {
         what,
         reason: reason.to_string(),
     }
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ConsensusError> {
-    bincode::serialize(value).map_err(|e| ConsensusError::Codec(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, ConsensusError> {

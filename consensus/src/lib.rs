@@ -41,7 +41,7 @@ pub mod testkit;
 pub mod types;
 
 pub use client::{leader_hint, to_status, LeaderClient, LEADER_METADATA_KEY};
-pub use error::ConsensusError;
+pub use error::{encode, to_bincode, ConsensusError};
 pub use log_store::{LogReader, LogStore};
 pub use replica::{RaftTuning, Replica, ReplicaConfig, ReplicaHandle};
 pub use service::{GroupClientService, ReplicaStatusService};

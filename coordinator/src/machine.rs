@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use cbdc_consensus::storage::{cf, clear_cf};
-use cbdc_consensus::{ConsensusError, StateMachine};
+use cbdc_consensus::{encode, ConsensusError, StateMachine};
 use cbdc_core::{decode_compact_batch, encode_compact_batch, CompactTransaction, DecodeError};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
@@ -193,10 +193,6 @@ fn sequence_from_key(key: &[u8]) -> Result<u64, ConsensusError> {
         .try_into()
         .map_err(|_| corrupt("dtx key", format!("{} bytes, expected 8", key.len())))?;
     Ok(u64::from_be_bytes(bytes))
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ConsensusError> {
-    bincode::serialize(value).map_err(|e| ConsensusError::Codec(e.to_string()))
 }
 
 impl CoordinatorMachine {

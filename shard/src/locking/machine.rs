@@ -11,10 +11,11 @@
 //! failing disk or corrupt data is an `Err`, which stops the replica.
 //!
 //! The locks on inputs live in the store's memory ([`crate::lock`]), and which dtxs hold
-//! each pending transaction in the machine's (`PendingTable`); their durable copy is the
-//! `Locked` dtx records. The changes of an applied run take effect once its batch is
-//! written (`on_written`), and the machine rebuilds both from the dtx records when it
-//! starts and after it installs a snapshot.
+//! each pending transaction and the locked dtxs themselves in the machine's
+//! (`PendingTable`, `LockedTable`); their durable copy is the `Locked` dtx records. The
+//! changes of an applied run take effect once its batch is written (`on_written`), and
+//! the machine rebuilds all three from the dtx records when it starts and after it
+//! installs a snapshot.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,8 +33,9 @@ use super::error::LockingError;
 use super::outcome::{RejectCode, TxOutcome};
 use super::params::LockingShardParams;
 use super::tables::{
-    DtxRecord, PendingChanges, PendingTable, SlicedTx, StoredOutcome, Table, Tables, CF_DTXS,
-    CF_DTX_ORDER, CF_OUTCOMES, CF_OUTCOME_ORDER, CF_SHARD_META,
+    DtxRecord, LockedChanges, LockedDtx, LockedTable, PendingChanges, PendingTable, SlicedTx,
+    StoredOutcome, Table, Tables, CF_DTXS, CF_DTX_ORDER, CF_OUTCOMES, CF_OUTCOME_ORDER,
+    CF_SHARD_META,
 };
 use crate::columns::ColumnFamilyNames;
 use crate::lock::{LockChanges, LockOwner, MintState};
@@ -98,6 +100,8 @@ pub struct LockingShardMachine {
     params: LockingShardParams,
     /// The dtxs holding each pending transaction this shard owns.
     pending: PendingTable,
+    /// The locked dtxs, as their records say.
+    locked: LockedTable,
     /// The lock and pending changes of the run last applied, until its batch is written.
     staged: Option<MemoryChanges>,
     /// Whether a snapshot was installed, so the locks and pending transactions must be
@@ -109,6 +113,7 @@ pub struct LockingShardMachine {
 struct MemoryChanges {
     locks: LockChanges,
     pending: PendingChanges,
+    locked: LockedChanges,
 }
 
 /// The UHS store inside a locking shard replica's database.
@@ -177,6 +182,7 @@ impl LockingShardMachine {
             store,
             params,
             pending: PendingTable::default(),
+            locked: LockedTable::default(),
             staged: None,
             memory_stale: false,
         };
@@ -184,26 +190,28 @@ impl LockingShardMachine {
         Ok(machine)
     }
 
-    /// Rebuilds the store's locks on inputs and the pending transactions from the
-    /// `Locked` dtx records: every input of a transaction whose lock succeeded is held
-    /// by that transaction until its dtx is applied, and an owned transaction whose lock
-    /// succeeded is pending in that dtx.
+    /// Rebuilds the store's locks on inputs, the pending transactions and the locked
+    /// dtxs from the `Locked` dtx records: every input of a transaction whose lock
+    /// succeeded is held by that transaction until its dtx is applied, and an owned
+    /// transaction whose lock succeeded is pending in that dtx.
     fn restore_memory(&mut self) -> Result<(), LockingError> {
-        let empty = PendingTable::default();
-        let tables = Tables::new(&self.db, &empty)?;
+        let (no_pending, no_locked) = (PendingTable::default(), LockedTable::default());
+        let tables = Tables::new(&self.db, &no_pending, &no_locked)?;
         let mut held = Vec::new();
         let mut pending = PendingTable::default();
+        let mut locked = LockedTable::default();
         let mut it = self
             .db
             .raw_iterator_cf_opt(tables.cf(Table::Dtxs), scan_options());
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            if let DtxRecord::Locked { txs, results } = super::tables::decode(CF_DTXS, value)? {
+            if let DtxRecord::Locked(dtx_locked) = super::tables::decode(CF_DTXS, value)? {
                 let dtx = DtxKey::from_bytes(key).ok_or_else(|| LockingError::Corrupt {
                     table: CF_DTXS,
                     reason: "key is not a dtx id".into(),
                 })?;
-                for (i, (tx, result)) in txs.iter().zip(&results).enumerate() {
+                let LockedDtx { txs, results } = dtx_locked.as_ref();
+                for (i, (tx, result)) in txs.iter().zip(results).enumerate() {
                     if result.locked {
                         // Fits: the dtx was locked with at most u32::MAX transactions.
                         let owner = dtx.owner(i as u32);
@@ -213,6 +221,7 @@ impl LockingShardMachine {
                         }
                     }
                 }
+                locked.insert(dtx, dtx_locked);
             }
             it.next();
         }
@@ -220,6 +229,7 @@ impl LockingShardMachine {
         drop(it);
         self.store.restore_locks(held)?;
         self.pending = pending;
+        self.locked = locked;
         Ok(())
     }
 
@@ -252,7 +262,7 @@ impl LockingShardMachine {
     /// The outcome of each of `ids`: committed or rejected as recorded, or pending while
     /// a locked dtx holds it.
     pub fn tx_outcomes(&self, ids: &[TxId]) -> Result<Vec<TxOutcome>, LockingError> {
-        let tables = Tables::new(&self.db, &self.pending)?;
+        let tables = Tables::new(&self.db, &self.pending, &self.locked)?;
         ids.iter()
             .map(|id| {
                 let recorded = tables.outcome(id)?.map(|r| r.state);
@@ -267,10 +277,10 @@ impl LockingShardMachine {
 
     /// Where `dtx` is in its life here; `None` if unknown (or its tombstone was pruned).
     pub fn dtx_state(&self, dtx: &DtxKey) -> Result<Option<DtxState>, LockingError> {
-        Ok(Tables::new(&self.db, &self.pending)?
+        Ok(Tables::new(&self.db, &self.pending, &self.locked)?
             .dtx(dtx)?
             .map(|r| match r {
-                DtxRecord::Locked { .. } => DtxState::Locked,
+                DtxRecord::Locked(_) => DtxState::Locked,
                 DtxRecord::Applied => DtxState::Applied,
                 DtxRecord::Discarded { .. } => DtxState::Discarded,
             }))
@@ -285,7 +295,7 @@ impl LockingShardMachine {
     pub fn audit(&self) -> Result<ShardAudit, LockingError> {
         let uhs = self.store.audit()?;
         let locks_held = uhs.locks_held;
-        let tables = Tables::new(&self.db, &self.pending)?;
+        let tables = Tables::new(&self.db, &self.pending, &self.locked)?;
         let mut audit = ShardAudit {
             uhs,
             locks_held,
@@ -300,7 +310,7 @@ impl LockingShardMachine {
         it.seek_to_first();
         while let Some(value) = it.value() {
             match super::tables::decode::<DtxRecord>(CF_DTXS, value)? {
-                DtxRecord::Locked { .. } => audit.locked_dtxs += 1,
+                DtxRecord::Locked(_) => audit.locked_dtxs += 1,
                 DtxRecord::Applied => audit.applied_dtxs += 1,
                 DtxRecord::Discarded { .. } => audit.tombstones += 1,
             }
@@ -331,7 +341,7 @@ impl LockingShardMachine {
         commands: Vec<ShardCommand>,
     ) -> Result<(Vec<ShardResponse>, MemoryChanges), LockingError> {
         let mut staged = self.store.stage(batch)?;
-        let mut tables = Tables::new(&self.db, &self.pending)?;
+        let mut tables = Tables::new(&self.db, &self.pending, &self.locked)?;
         self.prefetch(&staged, &commands)?;
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
@@ -351,9 +361,16 @@ impl LockingShardMachine {
             self.params.dtx_tombstone_retention,
             self.params.outcome_retention,
         )?;
-        let pending = tables.finish(staged.batch());
+        let (pending, locked) = tables.finish(staged.batch());
         let locks = staged.finish()?;
-        Ok((responses, MemoryChanges { locks, pending }))
+        Ok((
+            responses,
+            MemoryChanges {
+                locks,
+                pending,
+                locked,
+            },
+        ))
     }
 
     /// Reads every owned record the `Lock`s of `commands` will check, in one batched
@@ -388,9 +405,9 @@ impl LockingShardMachine {
         slots: Vec<LockSlot>,
     ) -> Result<ShardResponse, LockingError> {
         match t.dtx(&dtx)? {
-            Some(DtxRecord::Locked { results, .. }) => {
+            Some(DtxRecord::Locked(locked)) => {
                 return Ok(ShardResponse::Locked {
-                    results,
+                    results: locked.results.clone(),
                     repeated: true,
                 })
             }
@@ -421,14 +438,11 @@ impl LockingShardMachine {
             results.push(result);
             sliced.push(tx);
         }
-        t.put_dtx(
-            s.batch(),
-            &dtx,
-            &DtxRecord::Locked {
-                txs: sliced,
-                results: results.clone(),
-            },
-        )?;
+        let locked = LockedDtx {
+            txs: sliced,
+            results: results.clone(),
+        };
+        t.put_dtx(s.batch(), &dtx, &DtxRecord::Locked(Arc::new(locked)))?;
         Ok(ShardResponse::Locked {
             results,
             repeated: false,
@@ -513,7 +527,7 @@ impl LockingShardMachine {
         commit: &[bool],
         reasons: &[Option<RejectCode>],
     ) -> Result<ShardResponse, LockingError> {
-        let (txs, results) = match t.dtx(&dtx)? {
+        let locked = match t.dtx(&dtx)? {
             None => {
                 t.put_dtx(s.batch(), &dtx, &DtxRecord::Applied)?;
                 return Ok(ShardResponse::Applied(ApplyOutcome::UnknownDtx));
@@ -524,8 +538,9 @@ impl LockingShardMachine {
             Some(DtxRecord::Discarded { .. }) => {
                 return Ok(ShardResponse::Applied(ApplyOutcome::AlreadyDiscarded))
             }
-            Some(DtxRecord::Locked { txs, results }) => (txs, results),
+            Some(DtxRecord::Locked(locked)) => locked,
         };
+        let LockedDtx { txs, results } = locked.as_ref();
         if commit.len() != txs.len() {
             return Ok(ShardResponse::Refused(CommandRefusal::FlagCount {
                 expected: txs.len() as u64,
@@ -538,12 +553,12 @@ impl LockingShardMachine {
                 got: reasons.len() as u64,
             }));
         }
-        if let Some(refusal) = check_commits(s, dtx, &txs, &results, commit)? {
+        if let Some(refusal) = check_commits(s, dtx, txs, results, commit)? {
             return Ok(ShardResponse::Refused(refusal));
         }
 
         // Checked: from here on the store cannot refuse anything.
-        for (i, ((tx, result), &commit)) in txs.iter().zip(&results).zip(commit).enumerate() {
+        for (i, ((tx, result), &commit)) in txs.iter().zip(results).zip(commit).enumerate() {
             // Fits: the dtx was locked with at most u32::MAX transactions.
             let tx_index = i as u32;
             let owner = dtx.owner(tx_index);
@@ -597,7 +612,7 @@ impl LockingShardMachine {
                 t.put_tombstone(s.batch(), &dtx)?;
                 ShardResponse::Discarded(DiscardOutcome::UnknownDtx)
             }
-            Some(DtxRecord::Locked { .. }) => {
+            Some(DtxRecord::Locked(_)) => {
                 ShardResponse::Refused(CommandRefusal::NotApplied { dtx })
             }
             Some(DtxRecord::Applied) => {
@@ -746,7 +761,12 @@ impl StateMachine for LockingShardMachine {
     }
 
     fn on_written(&mut self) -> Result<(), ConsensusError> {
-        if let Some(MemoryChanges { locks, pending }) = self.staged.take() {
+        if let Some(MemoryChanges {
+            locks,
+            pending,
+            locked,
+        }) = self.staged.take()
+        {
             self.store.commit_locks(locks);
             for (tx, holders) in pending {
                 if holders.is_empty() {
@@ -754,6 +774,12 @@ impl StateMachine for LockingShardMachine {
                 } else {
                     self.pending.insert(tx, holders);
                 }
+            }
+            for (dtx, record) in locked {
+                match record {
+                    Some(record) => self.locked.insert(dtx, record),
+                    None => self.locked.remove(&dtx),
+                };
             }
         }
         if std::mem::take(&mut self.memory_stale) {

@@ -26,6 +26,7 @@
 //! before this one also wrote a pending record at `Lock`; such records are still read.)
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cbdc_core::{IdMap, TxId, UhsId};
 use rocksdb::{ColumnFamily, WriteBatch, DB};
@@ -146,16 +147,32 @@ impl SlicedTx {
 /// The shard's record of one dtx.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum DtxRecord {
-    /// Locked, waiting for `Apply`.
-    Locked {
-        txs: Vec<SlicedTx>,
-        results: Vec<LockResult>,
-    },
+    /// Locked, waiting for `Apply`. (A newtype variant of a struct is encoded as the
+    /// struct variant `Locked { txs, results }` of earlier builds was: same bytes.)
+    Locked(Arc<LockedDtx>),
     /// Applied, waiting for `Discard`.
     Applied,
     /// Discarded; `seq` is its place in the tombstone order.
     Discarded { seq: u64 },
 }
+
+/// What the shard keeps of a dtx it locked, until `Apply`: its slice of each transaction
+/// and the answer it gave. Shared between the dtx's record and [`LockedTable`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LockedDtx {
+    pub txs: Vec<SlicedTx>,
+    pub results: Vec<LockResult>,
+}
+
+/// The `Locked` dtx records as the last written batch left them, kept in memory so that
+/// `Apply` finds its dtx without reading and decoding the record (a few hundred
+/// transactions' slices; about 1 % of a 2PC run's CPU went to that). Few: only the dtxs
+/// between `Lock` and `Apply`. The machine rebuilds it from the records when it starts
+/// and after it installs a snapshot, as it does the locks.
+pub(crate) type LockedTable = HashMap<DtxKey, Arc<LockedDtx>>;
+
+/// The entries one `apply` call changed in the [`LockedTable`]: `None` no longer locked.
+pub(crate) type LockedChanges = HashMap<DtxKey, Option<Arc<LockedDtx>>>;
 
 /// A recorded outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,7 +256,7 @@ impl Window {
 }
 
 pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, LockingError> {
-    bincode::serialize(value).map_err(|e| LockingError::Encode {
+    cbdc_consensus::to_bincode(value).map_err(|e| LockingError::Encode {
         what,
         reason: e.to_string(),
     })
@@ -276,6 +293,11 @@ pub(crate) struct Tables<'a> {
     pending: &'a PendingTable,
     /// Pending transactions held or settled by this call.
     pending_changes: PendingChanges,
+    /// The locked dtxs as the last written batch left them (this call's own changes are
+    /// in the overlay, read first).
+    locked: &'a LockedTable,
+    /// Dtxs locked or moved on by this call.
+    locked_changes: LockedChanges,
     /// Keys changed by this call, per table (indexed by [`Table`]): `Some(value)`
     /// written, `None` deleted.
     overlay: [HashMap<Vec<u8>, Option<Vec<u8>>>; 5],
@@ -285,9 +307,13 @@ pub(crate) struct Tables<'a> {
 }
 
 impl<'a> Tables<'a> {
-    /// The tables of `db` and the `pending` transactions, with the windows as last
-    /// written.
-    pub(crate) fn new(db: &'a DB, pending: &'a PendingTable) -> Result<Self, LockingError> {
+    /// The tables of `db`, the `pending` transactions and the `locked` dtxs, with the
+    /// windows as last written.
+    pub(crate) fn new(
+        db: &'a DB,
+        pending: &'a PendingTable,
+        locked: &'a LockedTable,
+    ) -> Result<Self, LockingError> {
         let cf = |t: Table| {
             db.cf_handle(t.name())
                 .ok_or(LockingError::MissingColumnFamily(t.name()))
@@ -312,6 +338,8 @@ impl<'a> Tables<'a> {
             cfs,
             pending,
             pending_changes: PendingChanges::default(),
+            locked,
+            locked_changes: LockedChanges::default(),
             overlay: Default::default(),
             tombstones,
             outcomes,
@@ -352,7 +380,13 @@ impl<'a> Tables<'a> {
 
     /// The record of `dtx`, if any.
     pub(crate) fn dtx(&self, dtx: &DtxKey) -> Result<Option<DtxRecord>, LockingError> {
-        self.get(Table::Dtxs, &dtx.to_bytes(), |bytes| decode(CF_DTXS, bytes))
+        let key = dtx.to_bytes();
+        if !self.overlay[Table::Dtxs as usize].contains_key(key.as_slice()) {
+            if let Some(locked) = self.locked.get(dtx) {
+                return Ok(Some(DtxRecord::Locked(locked.clone())));
+            }
+        }
+        self.get(Table::Dtxs, &key, |bytes| decode(CF_DTXS, bytes))
     }
 
     /// Stages `record` as the record of `dtx`.
@@ -364,6 +398,11 @@ impl<'a> Tables<'a> {
     ) -> Result<(), LockingError> {
         let value = encode("dtx", record)?;
         self.put(batch, Table::Dtxs, &dtx.to_bytes(), value);
+        let locked = match record {
+            DtxRecord::Locked(locked) => Some(locked.clone()),
+            DtxRecord::Applied | DtxRecord::Discarded { .. } => None,
+        };
+        self.locked_changes.insert(*dtx, locked);
         Ok(())
     }
 
@@ -489,14 +528,69 @@ impl<'a> Tables<'a> {
     }
 
     /// Stages the windows, if they changed, and returns the changes to the pending
-    /// transactions, to commit once the batch is written. Call once, at the end of the
-    /// `apply` call.
-    pub(crate) fn finish(self, batch: &mut WriteBatch) -> PendingChanges {
+    /// transactions and the locked dtxs, to commit once the batch is written. Call once,
+    /// at the end of the `apply` call.
+    pub(crate) fn finish(self, batch: &mut WriteBatch) -> (PendingChanges, LockedChanges) {
         if self.windows_dirty {
             let meta = self.cf(Table::Meta);
             batch.put_cf(meta, META_TOMBSTONES, self.tombstones.to_bytes());
             batch.put_cf(meta, META_OUTCOMES, self.outcomes.to_bytes());
         }
-        self.pending_changes
+        (self.pending_changes, self.locked_changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`DtxRecord`] as builds before [`LockedDtx`] declared it.
+    #[derive(Serialize)]
+    enum EarlierDtxRecord {
+        Locked {
+            txs: Vec<SlicedTx>,
+            results: Vec<LockResult>,
+        },
+        Applied,
+        Discarded {
+            seq: u64,
+        },
+    }
+
+    #[test]
+    fn test_dtx_records_keep_the_bytes_of_earlier_builds() {
+        let txs = vec![
+            SlicedTx {
+                id: TxId::from([1; 32]),
+                owns_id: true,
+                inputs: vec![UhsId::from([2; 32]), UhsId::from([3; 32])],
+                outputs: vec![(UhsId::from([4; 32]), 500)],
+                mint: false,
+            },
+            SlicedTx::unlocked(TxId::from([5; 32]), false),
+        ];
+        let results = vec![
+            LockResult::locked(),
+            LockResult::refused(RejectCode::InputsSpent, Some(1)),
+        ];
+        let pairs = [
+            (
+                DtxRecord::Locked(Arc::new(LockedDtx {
+                    txs: txs.clone(),
+                    results: results.clone(),
+                })),
+                EarlierDtxRecord::Locked { txs, results },
+            ),
+            (DtxRecord::Applied, EarlierDtxRecord::Applied),
+            (
+                DtxRecord::Discarded { seq: 9 },
+                EarlierDtxRecord::Discarded { seq: 9 },
+            ),
+        ];
+        for (record, earlier) in pairs {
+            let bytes = encode("dtx", &record).unwrap();
+            assert_eq!(bytes, bincode::serialize(&earlier).unwrap());
+            assert_eq!(decode::<DtxRecord>(CF_DTXS, &bytes).unwrap(), record);
+        }
     }
 }
