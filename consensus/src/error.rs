@@ -102,7 +102,14 @@ mod tests {
     fn test_to_bincode_writes_the_bytes_of_bincode_serialize() {
         // Ids are fixed arrays (a tuple of bytes to serde), next to sequences, options and
         // integers of each width: what commands and records are made of.
-        let value = (
+        type Sample = (
+            [u8; 32],
+            Vec<[u8; 32]>,
+            Option<(u64, u32)>,
+            Option<u16>,
+            String,
+        );
+        let value: Sample = (
             [7u8; 32],
             vec![[1u8; 32], [2u8; 32]],
             Some((u64::MAX, 3u32)),
@@ -113,13 +120,7 @@ mod tests {
             to_bincode(&value).unwrap(),
             bincode::serialize(&value).unwrap()
         );
-        let back: (
-            [u8; 32],
-            Vec<[u8; 32]>,
-            Option<(u64, u32)>,
-            Option<u16>,
-            String,
-        ) = decode(&encode(&value).unwrap()).unwrap();
+        let back: Sample = decode(&encode(&value).unwrap()).unwrap();
         assert_eq!(back, value);
     }
 }
