@@ -164,17 +164,53 @@ impl Cluster {
     }
 
     /// Stops the roles in the reverse order of their start (sentinels first: no new
-    /// work; the atomizer last); returns
-    /// the first error after trying to stop everything.
+    /// work; the atomizer last); returns the first error after trying to stop
+    /// everything. The replicas of one Raft group stop together: stopped one by one, the
+    /// group's leader spent each follower's shutdown failing to reach it, a screen of
+    /// warnings after every benchmark's summary.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let mut first_error = None;
-        for role in self.roles.into_iter().rev() {
-            let name = role.name().to_string();
-            if let Err(e) = role.shutdown().await {
-                tracing::error!(role = %name, error = %e, "stop failed");
-                first_error.get_or_insert(e);
+        let mut roles = self.roles;
+        while let Some(last) = roles.last() {
+            let group = raft_group(last.name()).to_string();
+            let start = roles
+                .iter()
+                .rposition(|r| raft_group(r.name()) != group)
+                .map_or(0, |i| i + 1);
+            let stops = roles
+                .split_off(start)
+                .into_iter()
+                .rev()
+                .map(|role| async move {
+                    let name = role.name().to_string();
+                    (name, role.shutdown().await)
+                });
+            for (name, result) in futures::future::join_all(stops).await {
+                if let Err(e) = result {
+                    tracing::error!(role = %name, error = %e, "stop failed");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The Raft group a role belongs to: its name up to the replica (`shard-0` of
+/// `shard-0/r2`); a role without replicas is a group of its own.
+fn raft_group(role: &str) -> &str {
+    role.split_once('/').map_or(role, |(group, _)| group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raft_group;
+
+    #[test]
+    fn test_replicas_of_a_group_share_it_and_other_roles_are_their_own() {
+        assert_eq!(raft_group("shard-0/r2"), "shard-0");
+        assert_eq!(raft_group("coordinator-1/r1"), "coordinator-1");
+        assert_eq!(raft_group("atomizer/r3"), "atomizer");
+        assert_eq!(raft_group("sentinel-0"), "sentinel-0");
     }
 }
