@@ -89,12 +89,12 @@ pub trait StateMachine: Send + Sync + 'static {
     /// replica's one RocksDB instance; names must not clash with [`crate::storage::CONSENSUS_CFS`]).
     fn column_families() -> &'static [&'static str];
 
-    /// Those of [`StateMachine::column_families`] that get a hashed memtable: their keys
-    /// are uniformly random ids (such as hashes) of at least 8 bytes, read by point
-    /// lookups on the hot path and scanned only rarely (snapshots, audits), since a scan
-    /// sorts the memtable first. Every scan must use
-    /// [`crate::storage::scan_options`], or it sees a single key prefix. None by default.
-    fn hashed_column_families() -> &'static [&'static str] {
+    /// Those of [`StateMachine::column_families`] whose keys are uniformly random ids
+    /// (such as hashes), read by point lookups on the hot path: they get a small memtable
+    /// and no compression (see `storage::random_key_tuning`). Stage their writes in key
+    /// order: each skip-list insert then walks much the same path as the one before, in
+    /// cache. None by default.
+    fn random_key_column_families() -> &'static [&'static str] {
         &[]
     }
 

@@ -62,7 +62,7 @@ pub fn open_db_with<S: StateMachine>(
     tuning: &StorageTuning,
 ) -> Result<Arc<DB>, ConsensusError> {
     let extra = S::column_families();
-    let hashed = S::hashed_column_families();
+    let random = S::random_key_column_families();
     for name in extra {
         if CONSENSUS_CFS.contains(name) {
             return Err(ConsensusError::Config(format!(
@@ -70,17 +70,18 @@ pub fn open_db_with<S: StateMachine>(
             )));
         }
     }
-    if let Some(name) = hashed.iter().find(|name| !extra.contains(name)) {
+    if let Some(name) = random.iter().find(|name| !extra.contains(name)) {
         return Err(ConsensusError::Config(format!(
-            "hashed column family {name:?} is not one of the state machine's"
+            "random-key column family {name:?} is not one of the state machine's"
         )));
     }
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // Hashed memtables take one writer at a time; writes to the DB are serialized by
-    // RocksDB's write queue anyway (one state machine and one log store per replica).
+    // Writes to the DB are serialized by RocksDB's write queue anyway (one state machine
+    // and one log store per replica): concurrent memtable inserts would only add their
+    // synchronisation.
     opts.set_allow_concurrent_memtable_write(false);
     // The state machine writes without the WAL (see `crate::state_machine`): only a flush
     // of all column families at one point keeps its durable state whole.
@@ -105,11 +106,10 @@ pub fn open_db_with<S: StateMachine>(
     }
     let cache = rocksdb::Cache::new_lru_cache(tuning.block_cache_bytes);
     let descriptors = names.iter().map(|name| {
-        let is_hashed = hashed.contains(&name.as_str());
-        let point_lookups = !is_hashed && !CONSENSUS_CFS.contains(&name.as_str());
+        let point_lookups = !CONSENSUS_CFS.contains(&name.as_str());
         let mut options = column_family_options(&cache, point_lookups);
-        if is_hashed {
-            hash_memtable(&mut options);
+        if random.contains(&name.as_str()) {
+            random_key_tuning(&mut options);
         }
         ColumnFamilyDescriptor::new(name, options)
     });
@@ -125,7 +125,7 @@ pub fn open_db_with<S: StateMachine>(
 /// top RocksDB cost). The consensus column families are read by range, so they go
 /// without: the filter is allocated and zeroed with every new memtable (5 % of the
 /// memtable's size, 3.2 MiB for the Raft log's) and hashed on every insert, for no lookup
-/// it would speed up. Hashed memtables get a filter of their own ([`hash_memtable`]).
+/// it would speed up.
 fn column_family_options(cache: &rocksdb::Cache, memtable_bloom: bool) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
@@ -153,47 +153,23 @@ pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, ConsensusError
     })
 }
 
-/// Bytes of a key that pick its bucket in a hashed memtable: the keys of hashed column
-/// families are uniformly random ids, so 8 bytes spread them evenly.
-const HASH_PREFIX_LEN: usize = 8;
-/// Write buffer (memtable) size of a hashed column family. A flush sorts the whole
-/// memtable on one core, during which a 2-core node has that much less for transactions:
-/// a small memtable keeps each of those pauses (and the latency spike behind it) short.
-const HASH_WRITE_BUFFER_BYTES: usize = 16 << 20;
-/// Buckets of one hashed memtable (8 bytes each): a 16 MiB memtable holds about 130,000
-/// shard records, so a bucket holds a couple.
-const HASH_BUCKETS: usize = 1 << 16;
+/// Write buffer (memtable) size of a random-key column family. Every insert searches the
+/// memtable's skip list, and a smaller list is a shorter search that stays in cache:
+/// 8 MiB (about 65,000 shard records) cost less CPU per transaction than 16 MiB or 64 MiB
+/// (`cbdc bench --replicas 3`, run side by side: 3.5–4.4 % less than 16 MiB), while 4 MiB
+/// cost more again (more flushes and L0 compactions).
+const RANDOM_KEY_WRITE_BUFFER_BYTES: usize = 8 << 20;
 
-/// The first [`HASH_PREFIX_LEN`] bytes of `key`, or all of a shorter key (so that no key
-/// can make RocksDB read past its end).
-fn hash_prefix(key: &[u8]) -> &[u8] {
-    &key[..key.len().min(HASH_PREFIX_LEN)]
-}
-
-/// A hashed memtable (see [`StateMachine::hashed_column_families`]): random-key inserts
-/// and point lookups find a small bucket by hash instead of searching a skip list of a
-/// million entries, which `cbdc bench` profiles showed as the top RocksDB cost (about a
-/// sixth of all CPU time on a 2PC shard). The entries are sorted when the memtable is
-/// flushed or scanned instead.
-fn hash_memtable(options: &mut Options) {
-    options.set_prefix_extractor(rocksdb::SliceTransform::create(
-        "cbdc.hash_prefix.8",
-        hash_prefix,
-        None,
-    ));
-    options.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
-        bucket_count: HASH_BUCKETS,
-        height: 4,
-        branching_factor: 4,
-    });
-    options.set_write_buffer_size(HASH_WRITE_BUFFER_BYTES);
-    // Most lookups are of keys the memtable does not hold (inputs written long ago, new
-    // outputs, outcomes not recorded yet): a bloom filter answers them without walking to
-    // a bucket's list (`cbdc bench`, 2PC, run side by side with the build before: 2.4 %
-    // less CPU per transaction). It holds the key prefixes only: 8 random bytes are as
-    // selective as the whole key, and adding both would hash every insert twice.
-    options.set_memtable_prefix_bloom_ratio(0.02);
-    options.set_memtable_whole_key_filtering(false);
+/// Tuning of a random-key column family (see [`StateMachine::random_key_column_families`]).
+///
+/// Its memtable is RocksDB's default skip list. (Builds before this one used a hashed
+/// memtable, whose inserts and point lookups are cheap but whose flush sorts all of it by
+/// inserting every entry into a new skip list, on one core: 8 % of a 2PC run's CPU with
+/// one replica, three quarters of the flush threads' 21 % with three. Writers that insert
+/// their keys in sorted order, as the shard does, make skip-list inserts cheap enough that
+/// the default list costs less overall.)
+fn random_key_tuning(options: &mut Options) {
+    options.set_write_buffer_size(RANDOM_KEY_WRITE_BUFFER_BYTES);
     // The keys are hashes and the values mostly amounts: nothing to compress, so LZ4
     // only costs time in every flush and compaction. And with random keys every L0 file
     // overlaps all of L1, so each L0 → L1 compaction rewrites the whole level: starting
@@ -204,9 +180,9 @@ fn hash_memtable(options: &mut Options) {
     options.set_level_zero_file_num_compaction_trigger(8);
 }
 
-/// Read options of every scan (an iterator over a column family): a total-order scan, as
-/// a column family with a hashed memtable would otherwise be read only within one key
-/// prefix, and without filling the block cache with blocks read once.
+/// Read options of every scan (an iterator over a column family): a total-order scan,
+/// whatever prefix extractor a column family was once opened with, and without filling
+/// the block cache with blocks read once.
 pub fn scan_options() -> ReadOptions {
     let mut opts = ReadOptions::default();
     opts.set_total_order_seek(true);

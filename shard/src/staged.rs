@@ -9,7 +9,11 @@
 //!
 //! Every operation first checks everything against the staged view and only then stages
 //! its changes, with steps that cannot fail: a rejected transaction stages nothing. The
-//! counters and the height are written once, by [`StagedBatch::finish`].
+//! overlay's outputs, the counters and the height go into the write batch once, by
+//! [`StagedBatch::finish`]: the outputs in key order. The keys are random hashes, and a
+//! skip-list insert in arrival order walks nodes no recent insert touched, mostly
+//! missing the cache; in key order each insert walks much the same path as the one
+//! before (see `StateMachine::random_key_column_families`).
 //!
 //! Locks on outputs are not written ([`crate::lock`]): a batch collects what it takes and
 //! releases, and [`StagedBatch::finish`] hands those changes back, to be committed with
@@ -56,7 +60,8 @@ pub struct StagedBatch<'a> {
     uhs_cf: &'a ColumnFamily,
     minted_cf: &'a ColumnFamily,
     meta_cf: &'a ColumnFamily,
-    /// Outputs created (`Some`, the value) or spent (`None`) in this batch.
+    /// Outputs created (`Some`, the value) or spent (`None`) in this batch, written to
+    /// the batch by [`StagedBatch::finish`].
     uhs: IdMap<UhsId, Option<Amount>>,
     /// Outputs read from the database in this batch and not changed since (the database
     /// does not change while the batch is staged): a 2PC `Apply` checks every output
@@ -107,12 +112,23 @@ impl<'a> StagedBatch<'a> {
         self.batch
     }
 
-    /// Stages the counters and the height into the batch and returns the lock changes.
+    /// Stages the outputs (in key order), the counters and the height into the batch and
+    /// returns the lock changes.
     /// Call it once, last; then write the batch and commit the changes
     /// ([`UhsStore::commit_locks`]).
     pub fn finish(self) -> Result<LockChanges, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
+        }
+        let mut changes: Vec<(&UhsId, &Option<Amount>)> = self.uhs.iter().collect();
+        changes.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (id, value) in changes {
+            match value {
+                Some(value) => self
+                    .batch
+                    .put_cf(self.uhs_cf, id.as_bytes(), encode_value(*value)),
+                None => self.batch.delete_cf(self.uhs_cf, id.as_bytes()),
+            }
         }
         if self.supply_dirty {
             self.batch
@@ -504,13 +520,10 @@ impl<'a> StagedBatch<'a> {
     }
 
     fn stage_spend(&mut self, id: &UhsId) {
-        self.batch.delete_cf(self.uhs_cf, id.as_bytes());
         self.uhs.insert(*id, None);
     }
 
     fn stage_create(&mut self, id: &UhsId, value: Amount) {
-        self.batch
-            .put_cf(self.uhs_cf, id.as_bytes(), encode_value(value));
         self.uhs.insert(*id, Some(value));
         // Whoever reserved it: it exists now.
         if self.reservation(id).is_some() {

@@ -352,12 +352,11 @@ impl LockingShardMachine {
                     commit,
                     reasons,
                 } => self.apply_dtx(&mut staged, &mut tables, dtx, &commit, &reasons)?,
-                ShardCommand::Discard { dtx } => self.discard(&mut staged, &mut tables, dtx)?,
+                ShardCommand::Discard { dtx } => self.discard(&mut tables, dtx)?,
             };
             responses.push(response);
         }
         tables.prune(
-            staged.batch(),
             self.params.dtx_tombstone_retention,
             self.params.outcome_retention,
         )?;
@@ -442,7 +441,7 @@ impl LockingShardMachine {
             txs: sliced,
             results: results.clone(),
         };
-        t.put_dtx(s.batch(), &dtx, &DtxRecord::Locked(Arc::new(locked)))?;
+        t.put_dtx(&dtx, &DtxRecord::Locked(Arc::new(locked)))?;
         Ok(ShardResponse::Locked {
             results,
             repeated: false,
@@ -529,7 +528,7 @@ impl LockingShardMachine {
     ) -> Result<ShardResponse, LockingError> {
         let locked = match t.dtx(&dtx)? {
             None => {
-                t.put_dtx(s.batch(), &dtx, &DtxRecord::Applied)?;
+                t.put_dtx(&dtx, &DtxRecord::Applied)?;
                 return Ok(ShardResponse::Applied(ApplyOutcome::UnknownDtx));
             }
             Some(DtxRecord::Applied) => {
@@ -576,7 +575,7 @@ impl LockingShardMachine {
                     });
                 }
                 if tx.owns_id {
-                    record_commit(s, t, &tx.id, owner)?;
+                    record_commit(t, &tx.id, owner)?;
                 }
             } else {
                 let outputs: Vec<UhsId> = tx.outputs.iter().map(|(id, _)| *id).collect();
@@ -590,33 +589,28 @@ impl LockingShardMachine {
                         .flatten()
                         .or(result.reason)
                         .unwrap_or(RejectCode::Aborted);
-                    record_rejection(s, t, &tx.id, owner, reason)?;
+                    record_rejection(t, &tx.id, owner, reason)?;
                 }
             }
         }
-        t.put_dtx(s.batch(), &dtx, &DtxRecord::Applied)?;
+        t.put_dtx(&dtx, &DtxRecord::Applied)?;
         Ok(ShardResponse::Applied(ApplyOutcome::Applied))
     }
 
     /// `Discard`: idempotent. Leaves a tombstone (also for an unknown dtx, so that a late
     /// `Lock` is refused); a locked dtx that was not applied is refused, since its locks
     /// would stay held forever.
-    fn discard(
-        &self,
-        s: &mut StagedBatch<'_>,
-        t: &mut Tables<'_>,
-        dtx: DtxKey,
-    ) -> Result<ShardResponse, LockingError> {
+    fn discard(&self, t: &mut Tables<'_>, dtx: DtxKey) -> Result<ShardResponse, LockingError> {
         Ok(match t.dtx(&dtx)? {
             None => {
-                t.put_tombstone(s.batch(), &dtx)?;
+                t.put_tombstone(&dtx)?;
                 ShardResponse::Discarded(DiscardOutcome::UnknownDtx)
             }
             Some(DtxRecord::Locked(_)) => {
                 ShardResponse::Refused(CommandRefusal::NotApplied { dtx })
             }
             Some(DtxRecord::Applied) => {
-                t.put_tombstone(s.batch(), &dtx)?;
+                t.put_tombstone(&dtx)?;
                 ShardResponse::Discarded(DiscardOutcome::Discarded)
             }
             Some(DtxRecord::Discarded { .. }) => {
@@ -692,21 +686,15 @@ fn check_commits(
 /// dtx still holds it pending (their inputs cannot be locked again, so they abort). No
 /// read: a transaction commits at most once (its inputs are locked for one dtx at a
 /// time).
-fn record_commit(
-    s: &mut StagedBatch<'_>,
-    t: &mut Tables<'_>,
-    tx: &TxId,
-    owner: LockOwner,
-) -> Result<(), LockingError> {
+fn record_commit(t: &mut Tables<'_>, tx: &TxId, owner: LockOwner) -> Result<(), LockingError> {
     t.settle_pending(tx, owner);
-    t.put_outcome(s.batch(), tx, StoredOutcome::Committed)
+    t.put_outcome(tx, StoredOutcome::Committed)
 }
 
 /// Records `tx`, aborted in the dtx of `owner`, as rejected — unless another dtx still
 /// holds it pending (the last to settle decides) or it committed (in another dtx: a
 /// commit is final). Aborts are rare, so reading the outcome here costs little.
 fn record_rejection(
-    s: &mut StagedBatch<'_>,
     t: &mut Tables<'_>,
     tx: &TxId,
     owner: LockOwner,
@@ -718,7 +706,7 @@ fn record_rejection(
     {
         return Ok(());
     }
-    t.put_outcome(s.batch(), tx, StoredOutcome::Rejected(reason))
+    t.put_outcome(tx, StoredOutcome::Rejected(reason))
 }
 
 impl StateMachine for LockingShardMachine {
@@ -731,7 +719,7 @@ impl StateMachine for LockingShardMachine {
 
     /// The tables keyed by a random 32-byte id and written for every transaction (the
     /// ordered and the small ones stay skip lists).
-    fn hashed_column_families() -> &'static [&'static str] {
+    fn random_key_column_families() -> &'static [&'static str] {
         &[CF_UHS, CF_UHS_MINTED, CF_OUTCOMES]
     }
 

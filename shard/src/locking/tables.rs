@@ -17,7 +17,8 @@
 //! A Raft state machine stages a whole run of commands into one write batch, which cannot
 //! be read back, so [`Tables`] keeps every key it changed in an overlay consulted before
 //! the database — as [`crate::StagedBatch`] does for the UHS — for as long as one `apply`
-//! call lasts.
+//! call lasts. The overlay goes into the write batch at the end, each table in key order
+//! (see [`Tables::finish`]).
 //!
 //! A transaction settling in a locked dtx is **pending**, and that lives only in memory
 //! ([`PendingTable`]): the `Locked` dtx records are its durable copy, from which the
@@ -368,13 +369,11 @@ impl<'a> Tables<'a> {
         }
     }
 
-    fn put(&mut self, batch: &mut WriteBatch, table: Table, key: &[u8], value: Vec<u8>) {
-        batch.put_cf(self.cf(table), key, &value);
+    fn put(&mut self, table: Table, key: &[u8], value: Vec<u8>) {
         self.overlay[table as usize].insert(key.to_vec(), Some(value));
     }
 
-    fn delete(&mut self, batch: &mut WriteBatch, table: Table, key: &[u8]) {
-        batch.delete_cf(self.cf(table), key);
+    fn delete(&mut self, table: Table, key: &[u8]) {
         self.overlay[table as usize].insert(key.to_vec(), None);
     }
 
@@ -390,14 +389,9 @@ impl<'a> Tables<'a> {
     }
 
     /// Stages `record` as the record of `dtx`.
-    pub(crate) fn put_dtx(
-        &mut self,
-        batch: &mut WriteBatch,
-        dtx: &DtxKey,
-        record: &DtxRecord,
-    ) -> Result<(), LockingError> {
+    pub(crate) fn put_dtx(&mut self, dtx: &DtxKey, record: &DtxRecord) -> Result<(), LockingError> {
         let value = encode("dtx", record)?;
-        self.put(batch, Table::Dtxs, &dtx.to_bytes(), value);
+        self.put(Table::Dtxs, &dtx.to_bytes(), value);
         let locked = match record {
             DtxRecord::Locked(locked) => Some(locked.clone()),
             DtxRecord::Applied | DtxRecord::Discarded { .. } => None,
@@ -407,18 +401,14 @@ impl<'a> Tables<'a> {
     }
 
     /// Replaces the record of `dtx` by a tombstone, the newest in the tombstone order.
-    pub(crate) fn put_tombstone(
-        &mut self,
-        batch: &mut WriteBatch,
-        dtx: &DtxKey,
-    ) -> Result<(), LockingError> {
-        let seq = self.append_order(batch, Table::DtxOrder, dtx.to_bytes().to_vec());
-        self.put_dtx(batch, dtx, &DtxRecord::Discarded { seq })
+    pub(crate) fn put_tombstone(&mut self, dtx: &DtxKey) -> Result<(), LockingError> {
+        let seq = self.append_order(Table::DtxOrder, dtx.to_bytes().to_vec());
+        self.put_dtx(dtx, &DtxRecord::Discarded { seq })
     }
 
     /// Stages `key` as the newest entry of the order table `order` (`DtxOrder` or
     /// `OutcomeOrder`) and returns its number.
-    fn append_order(&mut self, batch: &mut WriteBatch, order: Table, key: Vec<u8>) -> u64 {
+    fn append_order(&mut self, order: Table, key: Vec<u8>) -> u64 {
         let window = if order == Table::DtxOrder {
             &mut self.tombstones
         } else {
@@ -427,7 +417,7 @@ impl<'a> Tables<'a> {
         let seq = window.next;
         window.next = seq + 1;
         self.windows_dirty = true;
-        self.put(batch, order, &seq_key(seq), key);
+        self.put(order, &seq_key(seq), key);
         seq
     }
 
@@ -469,13 +459,12 @@ impl<'a> Tables<'a> {
     /// Stages `state` as the outcome of `tx`, the newest in the outcome order.
     pub(crate) fn put_outcome(
         &mut self,
-        batch: &mut WriteBatch,
         tx: &TxId,
         state: StoredOutcome,
     ) -> Result<(), LockingError> {
-        let seq = self.append_order(batch, Table::OutcomeOrder, tx.as_bytes().to_vec());
+        let seq = self.append_order(Table::OutcomeOrder, tx.as_bytes().to_vec());
         let value = encode("outcome", &OutcomeRecord { seq, state })?;
-        self.put(batch, Table::Outcomes, tx.as_bytes(), value);
+        self.put(Table::Outcomes, tx.as_bytes(), value);
         Ok(())
     }
 
@@ -488,7 +477,6 @@ impl<'a> Tables<'a> {
     /// records, and a retried transaction uses one number per outcome it was given.
     pub(crate) fn prune(
         &mut self,
-        batch: &mut WriteBatch,
         max_tombstones: u64,
         max_outcomes: u64,
     ) -> Result<(), LockingError> {
@@ -501,9 +489,9 @@ impl<'a> Tables<'a> {
                     reason: "value is not a dtx id".into(),
                 })?;
                 if self.dtx(&dtx)? == Some(DtxRecord::Discarded { seq }) {
-                    self.delete(batch, Table::Dtxs, &dtx_bytes);
+                    self.delete(Table::Dtxs, &dtx_bytes);
                 }
-                self.delete(batch, Table::DtxOrder, &key);
+                self.delete(Table::DtxOrder, &key);
             }
             self.tombstones.first = seq + 1;
             self.windows_dirty = true;
@@ -517,9 +505,9 @@ impl<'a> Tables<'a> {
                     reason: "value is not a tx id".into(),
                 })?;
                 if self.outcome(&tx)?.is_some_and(|r| r.seq == seq) {
-                    self.delete(batch, Table::Outcomes, &tx_bytes);
+                    self.delete(Table::Outcomes, &tx_bytes);
                 }
-                self.delete(batch, Table::OutcomeOrder, &key);
+                self.delete(Table::OutcomeOrder, &key);
             }
             self.outcomes.first = seq + 1;
             self.windows_dirty = true;
@@ -530,7 +518,23 @@ impl<'a> Tables<'a> {
     /// Stages the windows, if they changed, and returns the changes to the pending
     /// transactions and the locked dtxs, to commit once the batch is written. Call once,
     /// at the end of the `apply` call.
+    ///
+    /// Each table's keys go in sorted, so that each memtable insert walks much the same
+    /// skip-list path as the one before (outcomes are keyed by random tx ids: see
+    /// `StateMachine::random_key_column_families`), and a key changed twice is written
+    /// once.
     pub(crate) fn finish(self, batch: &mut WriteBatch) -> (PendingChanges, LockedChanges) {
+        for table in Table::ALL {
+            let cf = self.cf(table);
+            let mut changes: Vec<_> = self.overlay[table as usize].iter().collect();
+            changes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (key, value) in changes {
+                match value {
+                    Some(value) => batch.put_cf(cf, key, value),
+                    None => batch.delete_cf(cf, key),
+                }
+            }
+        }
         if self.windows_dirty {
             let meta = self.cf(Table::Meta);
             batch.put_cf(meta, META_TOMBSTONES, self.tombstones.to_bytes());
