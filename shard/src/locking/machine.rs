@@ -718,7 +718,7 @@ impl StateMachine for LockingShardMachine {
     }
 
     /// The tables keyed by a random 32-byte id and written for every transaction (the
-    /// ordered and the small ones stay skip lists).
+    /// ordered and the small ones keep the default tuning).
     fn random_key_column_families() -> &'static [&'static str] {
         &[CF_UHS, CF_UHS_MINTED, CF_OUTCOMES]
     }
