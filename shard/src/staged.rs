@@ -35,6 +35,22 @@ use crate::rejection::Rejection;
 use crate::store::{read_height, read_supply, UhsStore};
 use crate::supply::Supply;
 
+/// Stages `changes` (`None`: a deletion) into `batch`'s column family `cf` sorted by key:
+/// see the module docs for why the order matters.
+pub(crate) fn stage_in_key_order<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    batch: &mut WriteBatch,
+    cf: &ColumnFamily,
+    mut changes: Vec<(K, Option<V>)>,
+) {
+    changes.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    for (key, value) in changes {
+        match value {
+            Some(value) => batch.put_cf(cf, key, value),
+            None => batch.delete_cf(cf, key),
+        }
+    }
+}
+
 /// What [`StagedBatch::apply_block`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockOutcome {
@@ -120,16 +136,9 @@ impl<'a> StagedBatch<'a> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
-        let mut changes: Vec<(&UhsId, &Option<Amount>)> = self.uhs.iter().collect();
-        changes.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (id, value) in changes {
-            match value {
-                Some(value) => self
-                    .batch
-                    .put_cf(self.uhs_cf, id.as_bytes(), encode_value(*value)),
-                None => self.batch.delete_cf(self.uhs_cf, id.as_bytes()),
-            }
-        }
+        let outputs = self.uhs.iter();
+        let changes = outputs.map(|(id, value)| (id.as_bytes(), value.map(encode_value)));
+        stage_in_key_order(self.batch, self.uhs_cf, changes.collect());
         if self.supply_dirty {
             self.batch
                 .put_cf(self.meta_cf, META_SUPPLY, self.supply.to_bytes());

@@ -38,6 +38,7 @@ use super::command::{DtxKey, LockResult};
 use super::error::LockingError;
 use super::outcome::{RejectCode, TxOutcome};
 use crate::lock::LockOwner;
+use crate::staged::stage_in_key_order;
 
 /// Column family of the dtx records and tombstones.
 pub const CF_DTXS: &str = "shard_dtxs";
@@ -525,15 +526,9 @@ impl<'a> Tables<'a> {
     /// once.
     pub(crate) fn finish(self, batch: &mut WriteBatch) -> (PendingChanges, LockedChanges) {
         for table in Table::ALL {
-            let cf = self.cf(table);
-            let mut changes: Vec<_> = self.overlay[table as usize].iter().collect();
-            changes.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (key, value) in changes {
-                match value {
-                    Some(value) => batch.put_cf(cf, key, value),
-                    None => batch.delete_cf(cf, key),
-                }
-            }
+            let overlay = self.overlay[table as usize].iter();
+            let changes = overlay.map(|(key, value)| (key.as_slice(), value.as_deref()));
+            stage_in_key_order(batch, self.cf(table), changes.collect());
         }
         if self.windows_dirty {
             let meta = self.cf(Table::Meta);
