@@ -35,8 +35,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::answers::Answer;
-use crate::cluster;
 use crate::error::BenchError;
+use crate::wire::{self, EncodedRequest};
 
 /// Requests buffered between a sender and its HTTP/2 stream.
 const REQUEST_BUFFER: usize = 1024;
@@ -213,7 +213,7 @@ struct SendOutcome {
 /// `channels`, one `SubmitTransactions` stream each.
 pub async fn drive(
     channels: Vec<(String, Channel)>,
-    requests: Vec<v1::SubmitTransactionsRequest>,
+    requests: Vec<EncodedRequest>,
     ids: Arc<[TxId]>,
     config: DriveConfig,
 ) -> Result<DriveOutcome, BenchError> {
@@ -222,7 +222,7 @@ pub async fn drive(
         return Err(BenchError::Options("no connection to drive".into()));
     }
     let total = requests.len();
-    let mut per_connection: Vec<Vec<v1::SubmitTransactionsRequest>> = (0..connections)
+    let mut per_connection: Vec<Vec<EncodedRequest>> = (0..connections)
         .map(|_| Vec::with_capacity(total / connections + 1))
         .collect();
     for (i, request) in requests.into_iter().enumerate() {
@@ -350,7 +350,7 @@ impl Connection {
         (local * self.count + self.index) as u64
     }
 
-    async fn run(self, requests: Vec<v1::SubmitTransactionsRequest>) -> ConnectionOutcome {
+    async fn run(self, requests: Vec<EncodedRequest>) -> ConnectionOutcome {
         let planned = requests.len();
         let sent_at: Arc<[AtomicU64]> = (0..planned).map(|_| AtomicU64::new(0)).collect();
         let window = match self.config.mode {
@@ -391,10 +391,7 @@ impl Connection {
             planned,
         };
 
-        let mut client = cluster::client(self.channel.clone());
-        match client
-            .submit_transactions(ReceiverStream::new(stream_rx))
-            .await
+        match wire::submit_transactions(self.channel.clone(), ReceiverStream::new(stream_rx)).await
         {
             Err(status) => {
                 outcome.error = Some(format!(
@@ -402,8 +399,7 @@ impl Connection {
                     self.endpoint
                 ));
             }
-            Ok(response) => {
-                let mut stream = response.into_inner();
+            Ok(mut stream) => {
                 let mut answered = 0u64;
                 let mut sent_total: Option<u64> = None;
                 // Neither an answer nor a send for `drain_timeout` while transactions are
@@ -557,8 +553,8 @@ fn in_flight(answered: u64, sent_counter: &AtomicU64, sent_total: Option<u64>) -
 
 /// Everything a sender needs.
 struct SendJob {
-    requests: Vec<v1::SubmitTransactionsRequest>,
-    stream: mpsc::Sender<v1::SubmitTransactionsRequest>,
+    requests: Vec<EncodedRequest>,
+    stream: mpsc::Sender<EncodedRequest>,
     sent_at: Arc<[AtomicU64]>,
     window: Option<Arc<Semaphore>>,
     stop: watch::Receiver<bool>,

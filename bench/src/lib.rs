@@ -108,6 +108,7 @@ pub mod error;
 pub mod plot;
 pub mod report;
 pub mod system;
+pub mod wire;
 pub mod workload;
 
 use std::path::Path;
@@ -131,6 +132,7 @@ pub use workload::{Expectation, FundingPlan, InvalidKind, Workload, WorkloadSpec
 use crate::driver::{DriveConfig, LoadMode};
 use crate::report::{CeilingReport, Preparation, RunConfig};
 use crate::system::CpuWindow;
+use crate::wire::EncodedRequest;
 
 /// Most funding outputs per mint when the cluster allows more: a mint this size is a
 /// few kilobytes, far below the message limit.
@@ -432,23 +434,19 @@ fn check_genesis_workload(args: &BenchArgs, workload: &Workload) -> Result<(), B
     Ok(())
 }
 
-/// Turns the workload into wire requests (on all cores), keeping only what the driver
-/// and the checks need: the core transactions are dropped.
-fn build_requests(
-    workload: Workload,
-) -> (
-    Vec<v1::SubmitTransactionsRequest>,
-    Vec<TxId>,
-    Vec<Expectation>,
-) {
+/// Turns the workload into encoded wire requests (on all cores), keeping only what the
+/// driver and the checks need: the core transactions are dropped.
+fn build_requests(workload: Workload) -> (Vec<EncodedRequest>, Vec<TxId>, Vec<Expectation>) {
     let (transactions, expectations) = workload.into_parts();
     let requests = transactions
         .par_iter()
         .enumerate()
-        .map(|(i, tx)| v1::SubmitTransactionsRequest {
-            request_id: i as u64,
-            transaction: Some(tx.into()),
-            options: Some(cluster::submit_options()),
+        .map(|(i, tx)| {
+            EncodedRequest::new(&v1::SubmitTransactionsRequest {
+                request_id: i as u64,
+                transaction: Some(tx.into()),
+                options: Some(cluster::submit_options()),
+            })
         })
         .collect();
     let ids = transactions.par_iter().map(|tx| tx.tx_id()).collect();
