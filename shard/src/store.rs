@@ -210,8 +210,12 @@ impl UhsStore {
     ) -> Result<Vec<Option<Amount>>, StoreError> {
         let cf = self.cf_uhs()?;
         let keys = ids.iter().map(|id| id.as_bytes());
+        // RocksDB sorts the keys of a batched lookup unless told they are sorted; the
+        // state machine's prefetch already sorts them (the sort was 0.4 % of a 2PC run's
+        // CPU).
+        let sorted = ids.windows(2).all(|pair| pair[0] < pair[1]);
         self.db
-            .batched_multi_get_cf_opt(cf, keys, false, opts)
+            .batched_multi_get_cf_opt(cf, keys, sorted, opts)
             .into_iter()
             .zip(ids)
             .map(|(found, id)| match found? {

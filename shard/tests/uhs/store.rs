@@ -39,6 +39,10 @@ fn test_multi_get_keeps_order() {
         vec![Some(cents(3)), None, Some(cents(1)), Some(cents(3))]
     );
     assert!(store.multi_get(&[]).unwrap().is_empty());
+    // Sorted ids take RocksDB's path for sorted keys; the answers are the same.
+    let got = store.multi_get(&[id(1), id(2), id(5), id(9)]).unwrap();
+    assert_eq!(got, vec![Some(cents(1)), Some(cents(2)), None, None]);
+    assert_eq!(store.multi_get(&[id(2)]).unwrap(), vec![Some(cents(2))]);
 }
 
 #[test]
