@@ -342,7 +342,7 @@ impl LockingShardMachine {
     ) -> Result<(Vec<ShardResponse>, MemoryChanges), LockingError> {
         let mut staged = self.store.stage(batch)?;
         let mut tables = Tables::new(&self.db, &self.pending, &self.locked)?;
-        self.prefetch(&staged, &commands)?;
+        self.prefetch(&staged, &mut tables, &commands)?;
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
             let response = match command {
@@ -373,25 +373,34 @@ impl LockingShardMachine {
     }
 
     /// Reads every owned record the `Lock`s of `commands` will check, in one batched
-    /// lookup ([`StagedBatch::prefetch`]). Not those of `Apply`: its inputs are locked,
-    /// so the lock table knows them without a read.
-    fn prefetch(&self, s: &StagedBatch<'_>, commands: &[ShardCommand]) -> Result<(), LockingError> {
+    /// lookup per table ([`StagedBatch::prefetch`] for inputs and outputs,
+    /// [`Tables::prefetch_outcomes`] for the outcomes of owned tx ids). Not those of
+    /// `Apply`: its inputs are locked, so the lock table knows them without a read.
+    fn prefetch(
+        &self,
+        s: &StagedBatch<'_>,
+        t: &mut Tables<'_>,
+        commands: &[ShardCommand],
+    ) -> Result<(), LockingError> {
         let range = self.params.range;
-        let ids = commands
-            .iter()
-            .flat_map(|command| match command {
-                ShardCommand::Lock { txs, .. } => txs.as_slice(),
-                _ => &[],
-            })
-            .filter_map(|slot| match slot {
-                LockSlot::Check(tx) => Some(tx),
-                LockSlot::Refused { .. } => None,
-            })
-            .flat_map(|tx| {
-                let outputs = tx.outputs.iter().map(|(id, _)| id);
-                tx.inputs.iter().chain(outputs).filter(|id| range.owns(id))
-            });
-        Ok(s.prefetch(ids)?)
+        let checked = || {
+            commands
+                .iter()
+                .flat_map(|command| match command {
+                    ShardCommand::Lock { txs, .. } => txs.as_slice(),
+                    _ => &[],
+                })
+                .filter_map(|slot| match slot {
+                    LockSlot::Check(tx) => Some(tx),
+                    LockSlot::Refused { .. } => None,
+                })
+        };
+        let ids = checked().flat_map(|tx| {
+            let outputs = tx.outputs.iter().map(|(id, _)| id);
+            tx.inputs.iter().chain(outputs).filter(|id| range.owns(id))
+        });
+        s.prefetch(ids)?;
+        t.prefetch_outcomes(checked().map(|tx| &tx.id).filter(|id| self.owns_tx(id)))
     }
 
     /// `Lock`: idempotent by dtx id. A dtx locked before gets its recorded results again;

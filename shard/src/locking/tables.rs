@@ -303,6 +303,9 @@ pub(crate) struct Tables<'a> {
     /// Keys changed by this call, per table (indexed by [`Table`]): `Some(value)`
     /// written, `None` deleted.
     overlay: [HashMap<Vec<u8>, Option<Vec<u8>>>; 5],
+    /// Outcome records read ahead by [`Tables::prefetch_outcomes`] (`None`: absent), as
+    /// the database holds them; the overlay is still read first.
+    fetched_outcomes: IdMap<TxId, Option<Vec<u8>>>,
     tombstones: Window,
     outcomes: Window,
     windows_dirty: bool,
@@ -343,6 +346,7 @@ impl<'a> Tables<'a> {
             locked,
             locked_changes: LockedChanges::default(),
             overlay: Default::default(),
+            fetched_outcomes: IdMap::default(),
             tombstones,
             outcomes,
             windows_dirty: false,
@@ -424,9 +428,47 @@ impl<'a> Tables<'a> {
 
     /// The recorded outcome of `tx`, if any.
     pub(crate) fn outcome(&self, tx: &TxId) -> Result<Option<OutcomeRecord>, LockingError> {
-        self.get(Table::Outcomes, tx.as_bytes(), |bytes| {
-            decode(CF_OUTCOMES, bytes)
-        })
+        let read = |bytes: &[u8]| decode(CF_OUTCOMES, bytes);
+        if !self.overlay[Table::Outcomes as usize].contains_key(tx.as_bytes().as_slice()) {
+            if let Some(fetched) = self.fetched_outcomes.get(tx) {
+                return fetched.as_deref().map(read).transpose();
+            }
+        }
+        self.get(Table::Outcomes, tx.as_bytes(), read)
+    }
+
+    /// Reads the outcome records of `txs` in one batched lookup, so that
+    /// [`Tables::outcome`] finds them without a read each. A `Lock` checks the outcome of
+    /// every transaction whose id the shard owns, and almost all are absent: one sorted
+    /// `MultiGet` probes each file's filter for all of them together, where a point read
+    /// per transaction cost about 2 % of a 2PC run's CPU.
+    pub(crate) fn prefetch_outcomes<'i>(
+        &mut self,
+        txs: impl IntoIterator<Item = &'i TxId>,
+    ) -> Result<(), LockingError> {
+        let overlay = &self.overlay[Table::Outcomes as usize];
+        let mut wanted: Vec<TxId> = txs
+            .into_iter()
+            .filter(|tx| {
+                !self.fetched_outcomes.contains_key(*tx)
+                    && !overlay.contains_key(tx.as_bytes().as_slice())
+            })
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let keys = wanted.iter().map(|tx| tx.as_bytes());
+        let found = self
+            .db
+            .batched_multi_get_cf(self.cf(Table::Outcomes), keys, true);
+        for (tx, value) in wanted.into_iter().zip(found) {
+            self.fetched_outcomes
+                .insert(tx, value?.map(|bytes| bytes.to_vec()));
+        }
+        Ok(())
     }
 
     /// The dtxs holding `tx` pending (none: not pending).

@@ -377,6 +377,35 @@ fn test_lock_committed_before_on_tx_id_shard() {
 }
 
 #[test]
+fn test_lock_committed_before_in_the_same_batch() {
+    // The outcomes of a batch's `Lock`s are read ahead, before any command runs; a
+    // commit earlier in the same batch must still be seen by a later retry.
+    let mut f = Fixture::low();
+    let a = uhs(IN, 1);
+    f.seed(&[(a, 10)]);
+    let tx = ctx(txid(IN, 1), &[a], &[(uhs(IN, 2), 10)]);
+    let responses = f.run(vec![
+        lock_command(1, vec![tx.clone()]),
+        ShardCommand::Apply {
+            dtx: dtx(1),
+            commit: vec![true],
+            reasons: Vec::new(),
+        },
+        lock_command(2, vec![tx.clone()]),
+    ]);
+    match &responses[2] {
+        ShardResponse::Locked { results, .. } => {
+            assert_eq!(results, &vec![LockResult::committed_before()])
+        }
+        other => panic!("unexpected response {other:?}"),
+    }
+    assert_eq!(
+        f.sm.tx_outcomes(&[tx.id]).unwrap(),
+        vec![TxOutcome::Committed]
+    );
+}
+
+#[test]
 fn test_mint_lock_conflict_and_replay() {
     let params = LockingShardParams {
         outcome_retention: 1,
