@@ -128,9 +128,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quiet: bool,
 
-    /// Time spent measuring this machine's validation ceiling before the run, half on
-    /// batch signature verification and half on whole-transaction validation; "0s" skips
-    /// it.
+    /// Time spent measuring this machine's validation ceiling before the run, batch
+    /// signature verification and whole-transaction validation taking turns in 250 ms
+    /// windows; "0s" skips it.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
     pub ceiling_time: Duration,
 
