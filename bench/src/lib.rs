@@ -359,6 +359,7 @@ pub async fn run_silent(args: &BenchArgs, target: Target) -> Result<Report, Benc
         )),
         Err(e) => warnings.push(format!("could not resolve pending answers: {e}")),
     }
+    warnings.extend(ceiling.as_ref().and_then(Ceiling::inconsistency));
 
     let outcomes = Outcomes::count(&outcome.answers);
     let checks = Checks::evaluate(&expectations, &outcome.answers, &ids);
