@@ -33,6 +33,10 @@ const TXS_PER_BATCH: usize = 32;
 const BATCHES_PER_THREAD: usize = 8;
 /// Seed of the sample transactions (any will do; fixed so that runs compare).
 const SAMPLE_SEED: u64 = 0xce11_1e6a;
+/// How far apart two undisturbed measurements of the same figure may be: validation
+/// measured 0.1 % above its own signatures (45,438 against 45,385 tx/s) in one of six
+/// back-to-back runs, 2–5 % below in the others.
+const CEILING_SPREAD: f64 = 0.02;
 
 /// What the machine can validate at most.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,12 +68,14 @@ impl Ceiling {
     }
 
     /// Why the measurement cannot be what the machine does undisturbed, if it cannot:
-    /// whole validation checks the same signatures and more, so it can never be faster
-    /// than the signatures alone. When it is, every signature window was slowed down
-    /// (session 20 saw 35,300 against 36,912 tx/s), and the fraction of the signature
-    /// ceiling reads high.
+    /// whole validation checks the same signatures and more, so it cannot be faster than
+    /// the signatures alone by more than the measurement's own spread
+    /// ([`CEILING_SPREAD`]). When it is, every signature window was slowed down (session
+    /// 20 saw 37,285 against 40,994 tx/s after seeding 1.4 million outputs), and the
+    /// fraction of the signature ceiling reads high.
     pub fn inconsistency(&self) -> Option<String> {
-        (self.validated_tx_per_s > self.tx_per_s_from_signatures).then(|| {
+        let limit = self.tx_per_s_from_signatures * (1.0 + CEILING_SPREAD);
+        (self.validated_tx_per_s > limit).then(|| {
             format!(
                 "the ceiling measurement was disturbed: validate_many ({:.0} tx/s) ran faster \
                  than its signature checks alone ({:.0} tx/s), so the fraction of the \
@@ -289,6 +295,11 @@ mod tests {
         };
         assert_eq!(none.fraction_of_validation(8_000.0), 0.0);
         assert_eq!(c.inconsistency(), None);
+        let within_spread = Ceiling {
+            validated_tx_per_s: 20_200.0,
+            ..c
+        };
+        assert_eq!(within_spread.inconsistency(), None);
         let disturbed = Ceiling {
             validated_tx_per_s: 21_000.0,
             ..c
