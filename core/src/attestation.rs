@@ -162,6 +162,9 @@ struct ProvenNodes {
     /// `(root, level, position in the level)` → the node's hash; level 0 are the leaves,
     /// and the root itself sits at the tree's depth, position 0.
     nodes: HashMap<(Hash, u8, u32), Hash, IdHasher>,
+    /// Root signatures this run already found valid: a run holds a few sentinel batches,
+    /// so a short list spares each transaction the shared cache's lock.
+    signed_roots: Vec<SignedRoot>,
 }
 
 impl ProvenNodes {
@@ -233,12 +236,15 @@ pub fn attest_batch(key: &SecretKey, txs: &mut [CompactTransaction]) {
 /// whose signature already verified.
 #[derive(Debug)]
 pub struct AttestationVerifier {
-    sentinels: HashSet<PublicKey>,
+    sentinels: HashSet<PublicKey, IdHasher>,
     threshold: usize,
     /// `(sentinel, root, signature)` triples already verified. A `std` mutex: it is held
     /// for a lookup or an insert, never across a signature check or an await.
-    verified: Mutex<HashSet<(PublicKey, Hash, Signature)>>,
+    verified: Mutex<HashSet<SignedRoot, IdHasher>>,
 }
+
+/// A sentinel's signature of a batch root, as an attestation carries it.
+type SignedRoot = (PublicKey, Hash, Signature);
 
 impl AttestationVerifier {
     /// A verifier trusting `sentinels` and requiring `threshold` distinct ones (0 turns
@@ -247,7 +253,7 @@ impl AttestationVerifier {
         AttestationVerifier {
             sentinels: sentinels.into_iter().collect(),
             threshold,
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashSet::default()),
         }
     }
 
@@ -269,15 +275,24 @@ impl AttestationVerifier {
         if !self.sentinels.contains(&a.sentinel) {
             return Err(AttestationError::UnknownSentinel(a.sentinel));
         }
-        let leads_to_root = match proven {
-            Some(proven) => proven.prove(leaf, a.leaf_index, &a.path, &a.root),
-            None => root_from_proof(leaf, a.leaf_index, &a.path) == Some(a.root),
-        };
-        if !leads_to_root {
-            return Err(AttestationError::BadProof);
-        }
         let entry = (a.sentinel, a.root, a.signature);
+        let signed_roots = match proven {
+            Some(proven) => {
+                if !proven.prove(leaf, a.leaf_index, &a.path, &a.root) {
+                    return Err(AttestationError::BadProof);
+                }
+                if proven.signed_roots.contains(&entry) {
+                    return Ok(());
+                }
+                Some(&mut proven.signed_roots)
+            }
+            None if root_from_proof(leaf, a.leaf_index, &a.path) == Some(a.root) => None,
+            None => return Err(AttestationError::BadProof),
+        };
         if self.cache().contains(&entry) {
+            if let Some(roots) = signed_roots {
+                roots.push(entry);
+            }
             return Ok(());
         }
         let message = root_message(&a.root);
@@ -292,10 +307,13 @@ impl AttestationVerifier {
             cache.clear();
         }
         cache.insert(entry);
+        if let Some(roots) = signed_roots {
+            roots.push(entry);
+        }
         Ok(())
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashSet<(PublicKey, Hash, Signature)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashSet<SignedRoot, IdHasher>> {
         // A panic while holding the lock cannot leave the set inconsistent (inserts are
         // atomic), so a poisoned lock is safe to keep using.
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
@@ -328,15 +346,17 @@ impl AttestationVerifier {
             return Ok(());
         }
         let leaf = tx.hash();
-        let mut distinct = HashSet::new();
+        // Distinct sentinels whose attestation held so far: a handful at most, and none
+        // is ever stored with the usual threshold of one.
+        let mut distinct: Vec<PublicKey> = Vec::new();
         for a in &tx.attestations {
             if !distinct.contains(&a.sentinel)
                 && self.verify_leaf(&leaf, a, proven.as_deref_mut()).is_ok()
             {
-                distinct.insert(a.sentinel);
-                if distinct.len() >= self.threshold {
+                if distinct.len() + 1 >= self.threshold {
                     return Ok(());
                 }
+                distinct.push(a.sentinel);
             }
         }
         Err(AttestationError::BelowThreshold {

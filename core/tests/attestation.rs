@@ -485,6 +485,30 @@ mod verify_all {
             ]
         );
     }
+
+    /// The roots a run found validly signed vouch only for that signature: a bad
+    /// signature over the same root, later in the run, is checked and refused — also
+    /// when the shared cache already holds the root from an earlier run.
+    #[test]
+    fn test_verify_all_run_memo_keeps_checking_signatures() {
+        let (s, txs) = attested(4, 1);
+        let below = Err(AttestationError::BelowThreshold {
+            valid: 0,
+            required: 1,
+        });
+        let mut bad = txs[1].clone();
+        bad.attestations[0].signature.0[45] ^= 1;
+        for v in [verifier(&[&s], 1), {
+            let warm = verifier(&[&s], 1);
+            assert_eq!(warm.verify(&txs[3]), Ok(()));
+            warm
+        }] {
+            assert_eq!(
+                v.verify_all([&txs[0], &bad, &txs[2]]),
+                vec![Ok(()), below.clone(), Ok(())]
+            );
+        }
+    }
 }
 
 // ---- builders ----

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use cbdc_consensus::storage::scan_options;
 use cbdc_consensus::{ConsensusError, StateMachine};
-use cbdc_core::{Amount, CompactTransaction, ShardRange, TxId, UhsId};
+use cbdc_core::{Amount, CompactTransaction, IdHasher, ShardRange, TxId, UhsId};
 use rocksdb::{WriteBatch, DB};
 
 use super::command::{
@@ -650,7 +650,7 @@ fn check_commits(
     results: &[LockResult],
     commit: &[bool],
 ) -> Result<Option<CommandRefusal>, LockingError> {
-    let mut created = HashSet::new();
+    let mut created = HashSet::with_hasher(IdHasher::default());
     for (i, ((tx, result), _)) in txs
         .iter()
         .zip(results)
