@@ -204,6 +204,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a list of at most `max` items, each at least `min_item_size` bytes long.
+    ///
+    /// The vector is sized once from the length prefix (collecting `Result`s would grow
+    /// it by doubling, from a size hint of zero); [`Reader::len`] has already checked
+    /// that the bytes left can hold that many items, so a hostile prefix cannot make it
+    /// allocate more than the input's size allows.
     pub fn list<T: Decode>(
         &mut self,
         what: &'static str,
@@ -211,7 +216,11 @@ impl<'a> Reader<'a> {
         min_item_size: usize,
     ) -> Result<Vec<T>, DecodeError> {
         let len = self.len(what, max, min_item_size)?;
-        (0..len).map(|_| T::decode_from(self)).collect()
+        let mut items = Vec::with_capacity(len);
+        for _ in 0..len {
+            items.push(T::decode_from(self)?);
+        }
+        Ok(items)
     }
 
     /// Reads a length-prefixed byte string of at most `max` bytes.
