@@ -366,6 +366,13 @@ impl AttestationVerifier {
     }
 }
 
+impl Attestation {
+    /// Length of the canonical encoding, so that an encoder can size its buffer once.
+    pub fn encoded_len(&self) -> usize {
+        MIN_ATTESTATION_SIZE + self.path.len() * 32
+    }
+}
+
 impl Encode for Attestation {
     fn encode_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.sentinel.0);

@@ -5,7 +5,8 @@
 use cbdc_core::attestation::{root_from_proof, root_message, MerkleTree};
 use cbdc_core::{
     attest_batch, p2pk_output, sign_transfer, Amount, Attestation, AttestationError,
-    AttestationVerifier, CompactTransaction, Hash, Input, OutPoint, PublicKey, SecretKey, TxId,
+    AttestationVerifier, CompactTransaction, Encode, Hash, Input, OutPoint, PublicKey, SecretKey,
+    TxId,
 };
 
 #[test]
@@ -507,6 +508,25 @@ mod verify_all {
                 v.verify_all([&txs[0], &bad, &txs[2]]),
                 vec![Ok(()), below.clone(), Ok(())]
             );
+        }
+    }
+}
+
+#[test]
+fn test_encoded_len_is_the_encoding_length() {
+    // Unattested, attested by one sentinel (paths of 0, 1 and 3 steps), and by two.
+    let mut txs = batch(1);
+    for n in [1, 2, 5] {
+        txs.extend(attested(n, 1).1);
+    }
+    let mut twice = attested(4, 1).1.remove(2);
+    let mut other = attested(4, 2).1.remove(2);
+    twice.attestations.append(&mut other.attestations);
+    txs.push(twice);
+    for tx in &txs {
+        assert_eq!(tx.encoded_len(), tx.encode().len());
+        for a in &tx.attestations {
+            assert_eq!(a.encoded_len(), a.encode().len());
         }
     }
 }
