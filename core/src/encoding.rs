@@ -207,8 +207,8 @@ impl<'a> Reader<'a> {
     ///
     /// The vector is sized once from the length prefix (collecting `Result`s would grow
     /// it by doubling, from a size hint of zero); [`Reader::len`] has already checked
-    /// that the bytes left can hold that many items, so a hostile prefix cannot make it
-    /// allocate more than the input's size allows.
+    /// that the bytes left can hold that many items, so what a hostile prefix can make it
+    /// allocate stays in proportion to the input's size.
     pub fn list<T: Decode>(
         &mut self,
         what: &'static str,
