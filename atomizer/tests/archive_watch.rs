@@ -21,7 +21,7 @@ use cbdc_proto::v1::{self, OutputStatus, RejectReason, TxStatus};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -159,7 +159,7 @@ impl Served {
         let task = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(cbdc_proto::incoming(listener), async move {
                     let _ = stopped.await;
                 }),
         );

@@ -13,7 +13,6 @@ use rocksdb::DB;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::{decode, encode, ConsensusError};
 use crate::log_store::LogStore;
@@ -166,7 +165,7 @@ impl<S: StateMachine> Replica<S> {
         let server = {
             let mut rx = shutdown_rx.clone();
             let service = RaftPeerService::new(raft.clone()).into_server();
-            let incoming = TcpListenerStream::new(peer_listener);
+            let incoming = cbdc_proto::incoming(peer_listener);
             let id = config.id;
             tokio::spawn(async move {
                 let result = tonic::transport::Server::builder()

@@ -236,12 +236,9 @@ impl TestGroup {
         let client_server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(client),
-                    async move {
-                        let _ = stop_rx.wait_for(|s| *s).await;
-                    },
-                )
+                .serve_with_incoming_shutdown(cbdc_proto::incoming(client), async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "test client server failed");

@@ -10,7 +10,6 @@ use cbdc_proto::v1::locking_shard_server::{LockingShard, LockingShardServer};
 use cbdc_proto::v1::{self, ExecuteBatchRequest, RejectReason, TxStatus};
 use cbdc_proto::{status, MAX_INTERNAL_MESSAGE_BYTES};
 use common::*;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[tokio::test]
 async fn test_grpc_execute_batch() -> anyhow::Result<()> {
@@ -28,7 +27,7 @@ async fn test_grpc_execute_batch() -> anyhow::Result<()> {
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(coordinator.service().into_server())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(cbdc_proto::incoming(listener), async move {
                 let _ = stop_rx.await;
             }),
     );
@@ -217,7 +216,7 @@ async fn test_grpc_shard_groups_drive_dtxs() -> anyhow::Result<()> {
         servers.push(tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(cbdc_proto::incoming(listener), async move {
                     let _ = stop.wait_for(|s| *s).await;
                 }),
         ));

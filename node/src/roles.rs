@@ -15,7 +15,6 @@ use cbdc_sentinel::{SentinelParams, TwoPhaseBackend};
 use cbdc_shard::{LockingShardMachine, LockingShardParams, LockingShardService, ShardQueryService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Architecture, ClusterConfig, ReplicaConfig, SentinelConfig};
 use crate::error::NodeError;
@@ -127,7 +126,7 @@ impl Server {
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(cbdc_proto::incoming(listener), async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 }),
         );

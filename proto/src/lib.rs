@@ -41,6 +41,20 @@ pub mod raft {
     tonic::include_proto!("cbdc.raft.v1");
 }
 
+/// The connections a gRPC server accepts on `listener`, with Nagle's algorithm off
+/// (`TCP_NODELAY`), for `Server::serve_with_incoming*`.
+///
+/// Every cbdc server binds its listener first (to learn its port) and hands tonic the
+/// stream of accepted sockets; tonic then ignores its own `tcp_nodelay` setting, which it
+/// applies only to listeners it binds itself. Left on, Nagle's algorithm holds a server's
+/// small answer while an earlier one is unacknowledged, and the peer may delay that
+/// acknowledgement by tens of milliseconds: a stall of the whole connection, where answers
+/// stream back as many small HTTP/2 frames (`cbdc bench` kept its two cores visibly less
+/// busy with it; see BENCHMARKS.md, session 22).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// Largest message a public (client-facing) server accepts or sends: 4 MiB, gRPC's
 /// customary default. A transaction at the default cluster limits (64 inputs, 256
 /// outputs) takes about 20 KiB, so this leaves ample room while bounding what one
@@ -67,3 +81,20 @@ pub const STREAM_WINDOW_BYTES: u32 = 1 << 20;
 /// status queries): 32 MiB, room for [`convert::MAX_BATCH_TRANSACTIONS`] small
 /// transactions.
 pub const MAX_INTERNAL_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    /// tonic ignores its own `tcp_nodelay` for a stream of accepted sockets it is handed,
+    /// so the sockets [`super::incoming`] yields must have Nagle's algorithm off already.
+    #[tokio::test]
+    async fn test_incoming_turns_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = super::incoming(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let socket = accepted.next().await.unwrap().unwrap();
+        assert!(socket.nodelay().unwrap());
+    }
+}

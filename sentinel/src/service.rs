@@ -13,7 +13,7 @@ use cbdc_proto::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::{Backend, Outcome};
@@ -257,7 +257,7 @@ pub async fn serve_pipeline(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(cbdc_proto::incoming(listener), shutdown)
         .await?;
     Ok(())
 }

@@ -27,7 +27,7 @@ use cbdc_shard::{seed_atomizer_shard, AtomizerShard, AtomizerShardError, Atomize
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status};
@@ -726,7 +726,7 @@ async fn serve(router: tonic::transport::server::Router) -> Result<(String, Serv
     let addr = listener.local_addr()?.to_string();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        cbdc_proto::incoming(listener),
         async move {
             let _ = stopped.await;
         },

@@ -17,7 +17,6 @@ use anyhow::{anyhow, bail, Context};
 use cbdc_consensus::testkit::KvStateMachine;
 use cbdc_consensus::{GroupClientService, RaftTuning, Replica, ReplicaConfig, ReplicaNode};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 fn parse_args() -> anyhow::Result<ReplicaConfig> {
     let mut id = None;
@@ -109,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(client_listener), async move {
+            .serve_with_incoming_shutdown(cbdc_proto::incoming(client_listener), async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             }),
     );

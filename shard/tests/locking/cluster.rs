@@ -15,7 +15,6 @@ use cbdc_shard::{LockingShardMachine, LockingShardParams, LockingShardService, S
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// One running replica and its client server.
 struct Node {
@@ -87,7 +86,7 @@ impl ShardGroup {
             let result = tonic::transport::Server::builder()
                 .add_service(locking.into_server())
                 .add_service(query.into_server())
-                .serve_with_incoming_shutdown(TcpListenerStream::new(client), async move {
+                .serve_with_incoming_shutdown(cbdc_proto::incoming(client), async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                 })
                 .await;
