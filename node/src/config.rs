@@ -334,6 +334,17 @@ pub struct SentinelConfig {
     pub public_key: String,
     /// File holding the attestation secret key (hex seed); read only by this sentinel.
     pub key_file: PathBuf,
+    /// Longest a transaction waits for its batch to fill before the sentinel validates,
+    /// attests and forwards the batch (default 10 ms): a longer wait makes fewer, larger
+    /// batches under moderate load, each cheaper per transaction downstream (see
+    /// `cbdc_sentinel::DEFAULT_BATCH_DELAY`); a shorter one answers a lone transaction
+    /// sooner.
+    #[serde(default = "default_sentinel_batch_delay", with = "humantime_serde")]
+    pub batch_delay: Duration,
+}
+
+pub(crate) fn default_sentinel_batch_delay() -> Duration {
+    cbdc_sentinel::DEFAULT_BATCH_DELAY
 }
 
 /// One replica of a Raft group.

@@ -2,9 +2,10 @@
 //! that a new cluster is one command away.
 
 use crate::config::{
-    default_batch_delay, default_batch_size, default_in_flight, Architecture, ArchiverConfig,
-    AtomizerConfig, ClusterConfig, CoordinatorGroupConfig, LimitsConfig, RaftConfig, ReplicaConfig,
-    SentinelConfig, ShardGroupConfig, StorageConfig, WatchtowerConfig,
+    default_batch_delay, default_batch_size, default_in_flight, default_sentinel_batch_delay,
+    Architecture, ArchiverConfig, AtomizerConfig, ClusterConfig, CoordinatorGroupConfig,
+    LimitsConfig, RaftConfig, ReplicaConfig, SentinelConfig, ShardGroupConfig, StorageConfig,
+    WatchtowerConfig,
 };
 use cbdc_consensus::network::reserve_loopback_port;
 use cbdc_core::{write_key_file, SecretKey, ShardMap};
@@ -141,6 +142,7 @@ pub fn init_cluster_holding_ports(
             endpoint: ports.next()?,
             public_key: key.public_key().to_string(),
             key_file,
+            batch_delay: default_sentinel_batch_delay(),
         });
     }
     let atomizer_mode = options.architecture == Architecture::Atomizer;

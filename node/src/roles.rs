@@ -382,6 +382,7 @@ pub fn sentinel_params(config: &ClusterConfig, id: u64) -> Result<SentinelParams
     params.shard_groups = config.shard_endpoints();
     params.attestation_threshold = u32::try_from(config.attestation_threshold).unwrap_or(u32::MAX);
     params.request_timeout = REQUEST_TIMEOUT;
+    params.max_batch_delay = sentinel.batch_delay;
     Ok(params)
 }
 

@@ -234,3 +234,31 @@ fn test_storage_tuning_reaches_the_replicas_and_defaults_when_absent() {
     assert_eq!(tuning.compaction_rate_bytes_per_s, 24 << 20);
     assert_eq!(tuning.block_cache_bytes, 256 << 20);
 }
+
+#[test]
+fn test_sentinel_batch_delay_reaches_the_sentinel_and_defaults_when_absent() {
+    let (dir, text) = generated();
+    let config = ClusterConfig::parse(&text).unwrap();
+    assert_eq!(
+        config.sentinels[0].batch_delay,
+        cbdc_sentinel::DEFAULT_BATCH_DELAY
+    );
+    // A file written before the setting existed still loads, with the default.
+    let written = "batch_delay = \"10ms\"";
+    let without: String = text
+        .lines()
+        .filter(|line| *line != written)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_ne!(without, text, "the generated file names the setting");
+    assert_eq!(
+        ClusterConfig::parse(&without).unwrap().sentinels,
+        config.sentinels
+    );
+    // `load` resolves the key files beside the cluster file, which the sentinel reads.
+    let file = dir.path().join("tuned.toml");
+    std::fs::write(&file, text.replace(written, "batch_delay = \"3ms\"")).unwrap();
+    let tuned = ClusterConfig::load(&file).unwrap();
+    let params = cbdc_node::roles::sentinel_params(&tuned, tuned.sentinels[0].id).unwrap();
+    assert_eq!(params.max_batch_delay, std::time::Duration::from_millis(3));
+}

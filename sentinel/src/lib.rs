@@ -36,6 +36,6 @@ pub use atomizer::{AtomizerBackend, AtomizerEndpoints};
 pub use backend::{Backend, BackendError, Outcome, OutputState, TwoPhaseBackend, TxState};
 #[cfg(any(test, feature = "memory-backend"))]
 pub use memory::MemoryBackend;
-pub use params::{ParamsError, SentinelParams};
+pub use params::{ParamsError, SentinelParams, DEFAULT_BATCH_DELAY};
 pub use pipeline::{Answer, Pipeline, SubmitError};
 pub use service::{serve, serve_pipeline, SentinelService, ServeError};
