@@ -11,7 +11,7 @@ use cbdc_core::{SecretKey, ShardMap, Validator};
 /// transactions, one `ExecuteBatch` call, one coordinator dtx or part of one, each with
 /// a fixed cost. Under moderate load a short wait cuts many small batches: at 15,200 tx/s
 /// on the 2-core machine (80 % of the 2PC bar) a transaction cost 124–128 ms of CPU per
-/// 1,000 with 2 ms, 110–114 with 10 ms, and p99 fell from 199–606 ms to 189–191 ms;
+/// 1,000 with 2 ms, 110–114 with 10 ms, and p99 fell from 199–817 ms to 189–191 ms;
 /// at saturation, run side by side, 97–98 against 102–103 ms (BENCHMARKS.md, session
 /// 22). The price is up to 10 ms more latency for a lone transaction on an idle system.
 pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(10);
