@@ -81,8 +81,8 @@ pub enum ParamsError {
 
 impl SentinelParams {
     /// Parameters with the given key, validator and shard map, no back-end endpoints,
-    /// and default batching: 512 transactions or [`DEFAULT_BATCH_DELAY`], a 10 s request timeout, 1024
-    /// transactions in flight per stream, attestation threshold 1.
+    /// and default batching: 512 transactions or [`DEFAULT_BATCH_DELAY`], a 10 s request
+    /// timeout, 1024 transactions in flight per stream, attestation threshold 1.
     pub fn new(key: SecretKey, validator: Validator, shard_map: ShardMap) -> Self {
         SentinelParams {
             key,
