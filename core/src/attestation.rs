@@ -12,10 +12,9 @@
 //! list<Hash> path`.
 
 use crate::encoding::{put_list, put_u32, Decode, DecodeError, Encode, Reader};
-use crate::hash::{Hash, IdHasher};
+use crate::hash::{Hash, IdMap, IdSet};
 use crate::keys::{verify, PublicKey, SecretKey, Signature, SignatureCheck};
 use crate::transaction::CompactTransaction;
-use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Deepest Merkle path accepted (batches of up to 2^32 transactions).
@@ -161,7 +160,7 @@ pub fn root_from_proof(leaf: &Hash, index: u32, path: &[Hash]) -> Option<Hash> {
 struct ProvenNodes {
     /// `(root, level, position in the level)` → the node's hash; level 0 are the leaves,
     /// and the root itself sits at the tree's depth, position 0.
-    nodes: HashMap<(Hash, u8, u32), Hash, IdHasher>,
+    nodes: IdMap<(Hash, u8, u32), Hash>,
     /// Root signatures this run already found valid: a run holds a few sentinel batches,
     /// so a short list spares each transaction the shared cache's lock.
     signed_roots: Vec<SignedRoot>,
@@ -236,11 +235,11 @@ pub fn attest_batch(key: &SecretKey, txs: &mut [CompactTransaction]) {
 /// whose signature already verified.
 #[derive(Debug)]
 pub struct AttestationVerifier {
-    sentinels: HashSet<PublicKey, IdHasher>,
+    sentinels: IdSet<PublicKey>,
     threshold: usize,
     /// `(sentinel, root, signature)` triples already verified. A `std` mutex: it is held
     /// for a lookup or an insert, never across a signature check or an await.
-    verified: Mutex<HashSet<SignedRoot, IdHasher>>,
+    verified: Mutex<IdSet<SignedRoot>>,
 }
 
 /// A sentinel's signature of a batch root, as an attestation carries it.
@@ -253,7 +252,7 @@ impl AttestationVerifier {
         AttestationVerifier {
             sentinels: sentinels.into_iter().collect(),
             threshold,
-            verified: Mutex::new(HashSet::default()),
+            verified: Mutex::new(IdSet::default()),
         }
     }
 
@@ -313,7 +312,7 @@ impl AttestationVerifier {
         Ok(())
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashSet<SignedRoot, IdHasher>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, IdSet<SignedRoot>> {
         // A panic while holding the lock cannot leave the set inconsistent (inserts are
         // atomic), so a poisoned lock is safe to keep using.
         self.verified.lock().unwrap_or_else(|e| e.into_inner())

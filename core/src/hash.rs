@@ -30,6 +30,9 @@ pub type IdHasher = foldhash::fast::RandomState;
 /// A map keyed by ids, with [`IdHasher`].
 pub type IdMap<K, V> = std::collections::HashMap<K, V, IdHasher>;
 
+/// A set of ids (or of keys led by one), with [`IdHasher`].
+pub type IdSet<T> = std::collections::HashSet<T, IdHasher>;
+
 impl Hash {
     /// All zero bytes; used as Merkle padding and as a transfer's nonce.
     pub const ZERO: Hash = Hash([0; 32]);

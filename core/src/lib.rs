@@ -32,7 +32,7 @@ pub use address::{Address, AddressError};
 pub use amount::{Amount, AmountError};
 pub use attestation::{attest_batch, Attestation, AttestationError, AttestationVerifier};
 pub use encoding::{Decode, DecodeError, Encode};
-pub use hash::{Hash, IdHasher, IdMap, TxId, UhsId};
+pub use hash::{Hash, IdHasher, IdMap, IdSet, TxId, UhsId};
 pub use key_file::{read_key_file, write_key_file, KeyFileError};
 pub use keys::{PublicKey, SecretKey, Signature, SignatureError};
 pub use routing::{RoutingError, ShardMap, ShardRange};

@@ -17,12 +17,11 @@
 //! the machine rebuilds all three from the dtx records when it starts and after it
 //! installs a snapshot.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use cbdc_consensus::storage::scan_options;
 use cbdc_consensus::{ConsensusError, StateMachine};
-use cbdc_core::{Amount, CompactTransaction, IdHasher, ShardRange, TxId, UhsId};
+use cbdc_core::{Amount, CompactTransaction, IdSet, ShardRange, TxId, UhsId};
 use rocksdb::{WriteBatch, DB};
 
 use super::command::{
@@ -650,7 +649,7 @@ fn check_commits(
     results: &[LockResult],
     commit: &[bool],
 ) -> Result<Option<CommandRefusal>, LockingError> {
-    let mut created = HashSet::with_hasher(IdHasher::default());
+    let mut created = IdSet::default();
     for (i, ((tx, result), _)) in txs
         .iter()
         .zip(results)
