@@ -54,6 +54,11 @@ pub struct Ceiling {
     pub validated_tx_per_s: f64,
     /// Time spent measuring, seconds.
     pub measured_s: f64,
+    /// The instructions the signature checks ran on
+    /// ([`cbdc_core::keys::signature_backend`]): ceilings of one machine differ by about
+    /// half between `avx2` and `avx512-ifma`. Empty in reports of builds before it.
+    #[serde(default)]
+    pub signature_backend: String,
 }
 
 impl Ceiling {
@@ -147,6 +152,7 @@ pub fn measure(shape: Shape, time: Duration) -> Result<Ceiling, BenchError> {
         tx_per_s_from_signatures: signatures.per_second / shape.inputs.max(1) as f64,
         validated_tx_per_s: validation.per_second,
         measured_s: signatures.seconds + validation.seconds,
+        signature_backend: cbdc_core::keys::signature_backend().to_string(),
     })
 }
 
@@ -286,18 +292,19 @@ mod tests {
             tx_per_s_from_signatures: 20_000.0,
             validated_tx_per_s: 16_000.0,
             measured_s: 4.0,
+            signature_backend: "avx2".into(),
         };
         assert_eq!(c.fraction_of_signatures(8_000.0), 0.4);
         assert_eq!(c.fraction_of_validation(8_000.0), 0.5);
         let none = Ceiling {
             validated_tx_per_s: 0.0,
-            ..c
+            ..c.clone()
         };
         assert_eq!(none.fraction_of_validation(8_000.0), 0.0);
         assert_eq!(c.inconsistency(), None);
         let within_spread = Ceiling {
             validated_tx_per_s: 20_200.0,
-            ..c
+            ..c.clone()
         };
         assert_eq!(within_spread.inconsistency(), None);
         let disturbed = Ceiling {

@@ -322,9 +322,14 @@ impl Report {
             rows.push((
                 "ceiling",
                 format!(
-                    "{} sig/s on {} threads = {} tx/s; validate_many {} tx/s",
+                    "{} sig/s on {} threads{} = {} tx/s; validate_many {} tx/s",
                     group(x.verifications_per_s.round() as u64),
                     x.threads,
+                    if x.signature_backend.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", x.signature_backend)
+                    },
                     group(x.tx_per_s_from_signatures.round() as u64),
                     group(x.validated_tx_per_s.round() as u64)
                 ),
@@ -520,6 +525,7 @@ pub(crate) mod tests {
                     tx_per_s_from_signatures: 22_500.0,
                     validated_tx_per_s: 20_000.0,
                     measured_s: 4.0,
+                    signature_backend: "avx512-ifma".into(),
                 },
                 fraction_of_signatures: 0.5,
                 fraction_of_validation: 0.625,
@@ -591,7 +597,7 @@ pub(crate) mod tests {
             "invalid        5,000  (invalid_signature 2,500, unbalanced 2,500)",
             "all 100,000 answers as expected",
             "5,000 of 5,000 pairs with exactly one confirmed",
-            "45,000 sig/s on 2 threads = 22,500 tx/s; validate_many 20,000 tx/s",
+            "45,000 sig/s on 2 threads (avx512-ifma) = 22,500 tx/s; validate_many 20,000 tx/s",
             "50.0 % of the signature ceiling, 62.5 % of the validation ceiling",
             "cluster (pid 1234) 512.0 MiB",
             "cluster (pid 1234) 1.90 cores busy, 154 ms of CPU per 1,000 tx",
