@@ -10,9 +10,10 @@ use cbdc_core::{HasTxId, IdentifiedTransaction};
 use cbdc_proto::v1;
 use cbdc_proto::v1::sentinel_server::{Sentinel, SentinelServer};
 use cbdc_proto::{CONNECTION_WINDOW_BYTES, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
-use futures::Stream;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -142,10 +143,15 @@ impl Sentinel for SentinelService {
 
     type SubmitTransactionsStream = ResponseStream;
 
-    /// Reads requests while fewer than `max_stream_in_flight` are unanswered, submits
-    /// each on its own task and sends answers in completion order. The response stream
+    /// Reads requests while fewer than `max_stream_in_flight` are unanswered, works on
+    /// them concurrently and sends answers in completion order. The response stream
     /// ends after the last answer once the client closes its side, or with an error
     /// status when the back end is unreachable.
+    ///
+    /// The requests of one stream are futures polled by the stream's own task, not a
+    /// task each: a spawn per request (its allocation, scheduling and wake-ups) cost
+    /// 1–2 % of a loaded cluster's CPU, and the work of a request before it waits on the
+    /// pipeline is a hash of the transaction, cheap to run in line.
     async fn submit_transactions(
         &self,
         request: Request<Streaming<v1::SubmitTransactionsRequest>>,
@@ -153,35 +159,32 @@ impl Sentinel for SentinelService {
         let mut inbound = request.into_inner();
         let limit = self.max_stream_in_flight;
         let (answers, outbound) = mpsc::channel(limit);
-        let permits = Arc::new(Semaphore::new(limit));
         let pipeline = self.pipeline.clone();
         tokio::spawn(async move {
-            loop {
-                let permit = tokio::select! {
-                    permit = permits.clone().acquire_owned() => permit,
-                    _ = answers.closed() => break,
-                };
-                let Ok(permit) = permit else { break };
-                let next = tokio::select! {
-                    next = inbound.message() => next,
-                    _ = answers.closed() => break,
-                };
-                let request = match next {
-                    Ok(Some(request)) => request,
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(%status, "submission stream broke");
-                        break;
+            let mut in_flight = FuturesUnordered::new();
+            let mut reading = true;
+            while reading || !in_flight.is_empty() {
+                tokio::select! {
+                    Some(response) = in_flight.next() => {
+                        if answers.send(response).await.is_err() {
+                            // The client has gone; nothing to answer.
+                            break;
+                        }
                     }
-                };
-                let pipeline = pipeline.clone();
-                let answers = answers.clone();
-                tokio::spawn(async move {
-                    let response = answer_stream_request(&pipeline, request).await;
-                    // The client may have gone; nothing to do then.
-                    let _ = answers.send(response).await;
-                    drop(permit);
-                });
+                    next = inbound.message(), if reading && in_flight.len() < limit => {
+                        match next {
+                            Ok(Some(request)) => {
+                                in_flight.push(answer_stream_request(&pipeline, request));
+                            }
+                            Ok(None) => reading = false,
+                            Err(status) => {
+                                tracing::debug!(%status, "submission stream broke");
+                                reading = false;
+                            }
+                        }
+                    }
+                    _ = answers.closed() => break,
+                }
             }
         });
         let stream: ResponseStream = Box::pin(ReceiverStream::new(outbound));
